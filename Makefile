@@ -1,0 +1,52 @@
+# kubetasks: `make run` starts the whole stack locally, `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements/dev.txt | sha256sum | cut -c1-12)
+CHART_TEST_DEPS :=
+
+-include mk/chart.mk
+
+.PHONY: help venv run test lint format lock bench clean
+
+help:
+	@echo "make run    start Redis, API (:8000), worker and Flower (:5555); Ctrl-C stops"
+	@echo "make test   lint, type-check and run the whole test suite"
+	@echo "make lint   ruff and mypy only"
+	@echo "make lock   re-resolve requirements/*.in into the hash-pinned lock files"
+
+$(STAMP): requirements/dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+run: venv
+	$(BIN)/python -m devstack
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint $(CHART_TEST_DEPS)
+	$(BIN)/python -m pytest
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+lock: venv
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --generate-hashes \
+	  requirements/dev.in -o requirements/dev.txt
+	for image in api worker; do \
+	  $(BIN)/uv pip compile --quiet --python-version 3.11 --generate-hashes \
+	    -c requirements/dev.txt requirements/$$image.in -o requirements/$$image.txt; \
+	done
+
+clean:
+	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,48 @@
+"""Dependencies shared by the routes, as `Annotated` aliases."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
+
+from api import metrics
+from api.store import TaskStore
+from contracts.settings import Settings
+
+API_KEY_HEADER = "X-API-Key"
+_api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_store(request: Request) -> TaskStore:
+    store: TaskStore = request.app.state.store
+    return store
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[TaskStore, Depends(get_store)]
+
+
+def require_api_key(settings: SettingsDep, key: Annotated[str | None, Security(_api_key)]) -> None:
+    """When an API key is configured, every route that shows task data or changes state needs it."""
+    if settings.api_key is None:
+        return
+    if key is None:
+        metrics.REJECTIONS.labels(reason="unauthorized").inc()
+        raise HTTPException(
+            401, f"missing {API_KEY_HEADER} header", headers={"WWW-Authenticate": "ApiKey"}
+        )
+    expected = settings.api_key.get_secret_value().encode()
+    if not secrets.compare_digest(key.encode(), expected):
+        metrics.REJECTIONS.labels(reason="unauthorized").inc()
+        raise HTTPException(403, f"the {API_KEY_HEADER} header does not match")
+
+
+Authorized = Depends(require_api_key)

@@ -1,0 +1,194 @@
+"""Submit, read, list, cancel and follow tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+
+from api import metrics
+from api.deps import Authorized, SettingsDep, StoreDep
+from api.errors import error
+from api.schemas import (
+    Cancelled,
+    ErrorBody,
+    SeedSubmit,
+    SubmitBody,
+    Submitted,
+    TaskPage,
+    TaskView,
+)
+from api.store import TaskExpired, TaskNotFound, TaskStore
+from contracts import records
+from contracts.catalogue import QUEUES, SEED_TASK_TYPES, TaskSpec
+from contracts.records import TERMINAL_STATES, State
+
+router = APIRouter(prefix="/tasks", tags=["tasks"], dependencies=[Authorized])
+
+MAX_TASK_ID_LENGTH = 64
+EVENTS_POLL_SECONDS = 0.5
+EVENTS_KEEPALIVE_SECONDS = 15.0
+
+_errors: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (401, 403, 404, 410, 422, 429, 503)
+}
+
+
+def _invalid(field: tuple[str, ...], message: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("body", *field), "msg": message, "type": "value_error"}])
+
+
+def _checked_args(spec: TaskSpec, args: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return spec.args_model.model_validate(args).model_dump(mode="json")
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", "args", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=Submitted,
+    responses=_errors,
+    summary="Submit a task (or the seed's {\"type\": N})",
+)
+async def submit(
+    body: Annotated[SubmitBody, Body()],
+    store: StoreDep,
+    settings: SettingsDep,
+    request: Request,
+    response: Response,
+) -> Submitted:
+    tasks = settings.tasks
+    if isinstance(body, SeedSubmit):
+        spec = tasks["sleep"]
+        args: dict[str, Any] = {"seconds": SEED_TASK_TYPES[body.type], "note": ""}
+        queue, priority, countdown, key = spec.queue, 0, 0.0, None
+    else:
+        if body.name not in tasks:
+            raise _invalid(("name",), f"unknown task {body.name!r}; known: {', '.join(tasks)}")
+        spec = tasks[body.name]
+        args = _checked_args(spec, body.args)
+        queue = body.queue or spec.queue
+        if queue not in QUEUES:
+            raise _invalid(("queue",), f"unknown queue {queue!r}; known: {', '.join(QUEUES)}")
+        priority, countdown, key = body.priority, body.countdown, body.idempotency_key
+    submitted = await store.submit(
+        spec, args, queue=queue, priority=priority, countdown=countdown, idempotency_key=key
+    )
+    state = State.PENDING
+    if submitted.created:
+        metrics.SUBMITTED.labels(spec.name, queue).inc()
+    else:
+        state = State((await store.get(submitted.task_id))[records.Field.STATE])
+    response.headers["Location"] = str(request.url_for("get_task", task_id=submitted.task_id))
+    return Submitted(task_id=submitted.task_id, state=state, created=submitted.created)
+
+
+def _encode_cursor(cursor: tuple[str, int]) -> str:
+    return base64.urlsafe_b64encode(f"{cursor[0]}:{cursor[1]}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[str, int]:
+    try:
+        score, skip = base64.urlsafe_b64decode(cursor.encode()).decode().split(":")
+        float(score)
+        return score, int(skip)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise RequestValidationError(
+            [{"loc": ("query", "cursor"), "msg": "not a cursor this API returned", "type": "value_error"}]
+        ) from None
+
+
+@router.get("", response_model=TaskPage, responses=_errors, summary="List tasks, newest first")
+async def list_tasks(
+    store: StoreDep,
+    settings: SettingsDep,
+    state: State | None = None,
+    name: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> TaskPage:
+    if name is not None and name not in settings.tasks:
+        raise RequestValidationError(
+            [{"loc": ("query", "name"), "msg": f"unknown task {name!r}", "type": "value_error"}]
+        )
+    page = await store.list(
+        records.listing_index(name, state),
+        limit=limit,
+        cursor=_decode_cursor(cursor) if cursor else None,
+    )
+    return TaskPage(
+        items=[
+            TaskView.from_record(i, r, tracebacks=settings.show_tracebacks) for i, r in page.items
+        ],
+        next_cursor=_encode_cursor(page.next_cursor) if page.next_cursor else None,
+    )
+
+
+async def _read(store: TaskStore, task_id: str, show_tracebacks: bool) -> TaskView:
+    if len(task_id) > MAX_TASK_ID_LENGTH:
+        raise TaskNotFound(task_id[:MAX_TASK_ID_LENGTH] + "...")
+    return TaskView.from_record(task_id, await store.get(task_id), tracebacks=show_tracebacks)
+
+
+@router.get("/{task_id}", response_model=TaskView, responses=_errors, summary="Read a task")
+async def get_task(task_id: str, store: StoreDep, settings: SettingsDep) -> TaskView:
+    return await _read(store, task_id, settings.show_tracebacks)
+
+
+@router.post(
+    "/{task_id}/cancel", response_model=Cancelled, responses=_errors, summary="Cancel a task"
+)
+@router.delete("/{task_id}", response_model=Cancelled, responses=_errors, summary="Cancel a task")
+async def cancel_task(task_id: str, store: StoreDep, request: Request) -> Cancelled | Response:
+    outcome, before = await store.cancel(task_id)
+    if outcome == "terminal":
+        return error(409, "task_finished", f"task {task_id!r} already ended as {before}")
+    if before == State.STARTED:
+        await request.app.state.terminator.terminate(task_id)
+    return Cancelled(task_id=task_id, state=State.REVOKED, outcome="revoked")
+
+
+@router.get(
+    "/{task_id}/events",
+    responses={**_errors, 200: {"content": {"text/event-stream": {}}}},
+    summary="Server-Sent Events: the task view on every change, until it ends",
+)
+async def task_events(task_id: str, store: StoreDep, settings: SettingsDep) -> StreamingResponse:
+    first = await _read(store, task_id, settings.show_tracebacks)  # 404/410 before streaming
+
+    async def stream() -> AsyncIterator[bytes]:
+        view, last, quiet = first, b"", 0.0
+        while True:
+            data = view.model_dump_json().encode()
+            if data != last:
+                yield b"event: task\ndata: " + data + b"\n\n"
+                last, quiet = data, 0.0
+            if view.state in TERMINAL_STATES:
+                return
+            if quiet >= EVENTS_KEEPALIVE_SECONDS:
+                yield b": keep-alive\n\n"
+                quiet = 0.0
+            await asyncio.sleep(EVENTS_POLL_SECONDS)
+            quiet += EVENTS_POLL_SECONDS
+            try:
+                view = await _read(store, task_id, settings.show_tracebacks)
+            except (TaskNotFound, TaskExpired):
+                return
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+

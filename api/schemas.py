@@ -1,0 +1,173 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+from contracts.catalogue import PRIORITY_MAX, PRIORITY_MIN, SEED_TASK_TYPES
+from contracts.records import Field as F
+from contracts.records import State
+
+MAX_COUNTDOWN_SECONDS = 30 * 86400
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SeedSubmit(Strict):
+    """The seed tutorial's body: a sleep of `type` * 10 seconds."""
+
+    type: int = Field(
+        ge=min(SEED_TASK_TYPES), le=max(SEED_TASK_TYPES), description="0 = at once, 1..3"
+    )
+
+
+class TaskSubmit(Strict):
+    name: str = Field(description="A task name from the catalogue (GET /catalogue).")
+    args: dict[str, Any] = Field(default_factory=dict, description="Checked against the task.")
+    queue: str | None = Field(default=None, description="Overrides the task's own queue.")
+    priority: int = Field(
+        default=PRIORITY_MIN, ge=PRIORITY_MIN, le=PRIORITY_MAX, description="Higher runs first."
+    )
+    countdown: float = Field(default=0, ge=0, le=MAX_COUNTDOWN_SECONDS)
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._:\-]+$",
+        description="Same key -> same task id; the task runs once.",
+    )
+
+
+def _submit_kind(body: Any) -> str:
+    return "seed" if isinstance(body, dict) and "type" in body else "generic"
+
+
+SubmitBody = Annotated[
+    Annotated[SeedSubmit, Tag("seed")] | Annotated[TaskSubmit, Tag("generic")],
+    Discriminator(_submit_kind),
+]
+
+
+class Submitted(BaseModel):
+    task_id: str
+    state: State
+    created: bool = Field(description="False when an idempotency key matched an earlier task.")
+
+
+class Progress(BaseModel):
+    current: float
+    total: float
+    message: str = ""
+
+
+class TaskError(BaseModel):
+    type: str
+    message: str
+    traceback: str | None = None
+
+
+class TaskView(BaseModel):
+    task_id: str
+    name: str
+    queue: str
+    priority: int
+    state: State
+    progress: Progress | None
+    submitted_at: datetime
+    due_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    retries: int
+    worker: str | None = Field(description="Worker (and pool process) of the latest attempt.")
+    worker_pid: int | None
+    result: Any = None
+    error: TaskError | None
+    # The seed's field names, so its clients keep working.
+    task_status: State
+    task_result: Any = None
+
+    @classmethod
+    def from_record(cls, task_id: str, r: dict[str, str], *, tracebacks: bool) -> TaskView:
+        state = State(r[F.STATE])
+        result = orjson.loads(r[F.RESULT]) if F.RESULT in r else None
+        error = None
+        if F.ERROR_TYPE in r:
+            error = TaskError(
+                type=r[F.ERROR_TYPE],
+                message=r.get(F.ERROR_MESSAGE, ""),
+                traceback=r.get(F.TRACEBACK) if tracebacks else None,
+            )
+        return cls(
+            task_id=task_id,
+            name=r[F.NAME],
+            queue=r[F.QUEUE],
+            priority=int(r[F.PRIORITY]),
+            state=state,
+            progress=Progress(**orjson.loads(r[F.PROGRESS])) if F.PROGRESS in r else None,
+            submitted_at=_time(r[F.SUBMITTED_AT]),
+            due_at=_time(r.get(F.DUE_AT)),
+            started_at=_time(r.get(F.STARTED_AT)),
+            finished_at=_time(r.get(F.FINISHED_AT)),
+            attempts=int(r.get(F.ATTEMPTS, 0)),
+            retries=int(r.get(F.RETRIES, 0)),
+            worker=r.get(F.WORKER),
+            worker_pid=int(r[F.PID]) if F.PID in r else None,
+            result=result,
+            error=error,
+            task_status=state,
+            task_result=result if state == State.SUCCESS else (error.message if error else None),
+        )
+
+
+def _time(ms: str | None) -> datetime | None:
+    return datetime.fromtimestamp(int(ms) / 1000, UTC) if ms else None
+
+
+class TaskPage(BaseModel):
+    items: list[TaskView]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next, older page.")
+
+
+class QueueView(BaseModel):
+    name: str
+    ready: int = Field(description="Waiting, summed over all the queue's priority lists.")
+    in_flight: int = Field(description="Delivered to a worker, not yet acknowledged.")
+    backlog: int = Field(description="ready + in_flight: what autoscaling looks at.")
+    oldest_age_seconds: float = Field(description="Age of the oldest waiting message, 0 if none.")
+    workers: int = Field(description="Live workers consuming this queue.")
+    max_backlog: int
+
+
+class QueuesView(BaseModel):
+    queues: list[QueueView]
+    delayed: int = Field(description="Tasks waiting for a countdown or a retry backoff.")
+    dead_letters: int
+    workers: int
+
+
+class CatalogueEntry(BaseModel):
+    name: str
+    queue: str
+    description: str
+    time_limit_seconds: int
+    max_retries: int
+    args_schema: dict[str, Any]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+    fields: list[dict[str, str]] | None = None
+
+
+class Cancelled(BaseModel):
+    task_id: str
+    state: State
+    outcome: Literal["revoked", "already_finished"]

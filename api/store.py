@@ -1,0 +1,233 @@
+"""Task records and queues as the API sees them: every call is one Redis round trip."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+import orjson
+from redis.asyncio import Redis
+
+from contracts import records
+from contracts.catalogue import QUEUES, TaskSpec
+from contracts.messages import build_message
+from contracts.records import Field, State
+from contracts.scripts import lua
+from contracts.settings import Settings
+
+# Entries a listing may pass over (expired records) before it returns a short page.
+LIST_SCAN_FACTOR = 4
+
+
+class TaskNotFound(Exception):
+    """No task with this id was ever submitted (or its tombstone is gone too)."""
+
+
+class TaskExpired(Exception):
+    """The task existed, but its record expired."""
+
+
+class BacklogFull(Exception):
+    def __init__(self, queue: str, ready: int, limit: int) -> None:
+        super().__init__(f"queue {queue!r} holds {ready} waiting tasks (limit {limit})")
+        self.queue, self.ready, self.limit = queue, ready, limit
+
+
+@dataclass(frozen=True)
+class Submitted:
+    task_id: str
+    created: bool  # False when an earlier submit with the same idempotency key is returned
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[tuple[str, dict[str, str]]]
+    next_cursor: tuple[str, int] | None
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    name: str
+    ready: int
+    in_flight: int
+    oldest_published_ms: int
+    workers: int
+
+    @property
+    def backlog(self) -> int:
+        return self.ready + self.in_flight
+
+    def oldest_age_seconds(self, now: float) -> float:
+        if not self.oldest_published_ms:
+            return 0.0
+        return max(0.0, now - self.oldest_published_ms / 1000)
+
+
+@dataclass(frozen=True)
+class Overview:
+    queues: list[QueueStats]
+    delayed: int
+    dead_letters: int
+    workers: list[dict[str, object]]
+
+
+CancelOutcome = Literal["revoked", "terminal"]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _text(pairs: list[bytes]) -> dict[str, str]:
+    it = iter(pairs)
+    return {k.decode(): v.decode() for k, v in zip(it, it, strict=True)}
+
+
+class TaskStore:
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self._submit = redis.register_script(lua("submit"))
+        self._cancel = redis.register_script(lua("cancel"))
+        self._list = redis.register_script(lua("list"))
+        self._queue_stats = redis.register_script(lua("queue_stats"))
+        self._requeue = redis.register_script(lua("deadletter_requeue"))
+        self._discard = redis.register_script(lua("deadletter_discard"))
+        self._max_backlog = {q.name: q.max_backlog for q in QUEUES.values()}
+        self._max_backlog.update(settings.queue_max_backlog)
+
+    def max_backlog(self, queue: str) -> int:
+        return self._max_backlog[queue]
+
+    async def submit(
+        self,
+        spec: TaskSpec,
+        args: dict[str, object],
+        *,
+        queue: str,
+        priority: int,
+        countdown: float,
+        idempotency_key: str | None,
+    ) -> Submitted:
+        task_id = uuid.uuid4().hex
+        now = now_ms()
+        due = now + int(countdown * 1000) if countdown > 0 else 0
+        list_key, payload = build_message(
+            spec,
+            task_id,
+            args,
+            queue=queue,
+            priority=priority,
+            retries=0,
+            published_at_ms=due or now,
+        )
+        limit = self._max_backlog[queue]
+        outcome, value = await self._submit(
+            keys=[records.record_key(task_id), *records.queue_lists(queue)],
+            args=[
+                task_id,
+                spec.name,
+                queue,
+                priority,
+                orjson.dumps(args),
+                now,
+                idempotency_key or "",
+                self.settings.idempotency_ttl_seconds,
+                list_key,
+                payload,
+                due,
+                limit,
+                self.settings.tombstone_ttl_seconds,
+            ],
+        )
+        if outcome == b"full":
+            raise BacklogFull(queue, int(value), limit)
+        return Submitted(task_id=value.decode(), created=outcome == b"created")
+
+    async def get(self, task_id: str) -> dict[str, str]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(records.record_key(task_id))
+            pipe.zscore(records.TASKS_INDEX, task_id)
+            fields, tombstone = await pipe.execute()
+        if fields:
+            return {k.decode(): v.decode() for k, v in fields.items()}
+        if tombstone is not None:
+            raise TaskExpired(task_id)
+        raise TaskNotFound(task_id)
+
+    async def cancel(self, task_id: str) -> tuple[CancelOutcome, State | None]:
+        """Revoke a waiting or running task; returns the outcome and the state it was in."""
+        outcome, before = await self._cancel(
+            keys=[records.record_key(task_id)],
+            args=[task_id, now_ms(), self.settings.record_ttl_seconds],
+        )
+        if outcome == b"missing":
+            raise TaskNotFound(task_id)
+        if outcome == b"expired":
+            raise TaskExpired(task_id)
+        return ("revoked" if outcome == b"revoked" else "terminal"), State(before.decode())
+
+    async def list(
+        self, index: str, *, limit: int, cursor: tuple[str, int] | None
+    ) -> Page:
+        score, skip = cursor or ("+inf", 0)
+        next_score, next_skip, rows = await self._list(
+            keys=[index], args=[score, skip, limit, limit * LIST_SCAN_FACTOR]
+        )
+        items = [(task_id.decode(), _text(fields)) for task_id, fields in rows]
+        more = (next_score.decode(), int(next_skip)) if next_score else None
+        return Page(items=items, next_cursor=more)
+
+    async def overview(self) -> Overview:
+        names = list(QUEUES)
+        lists = [key for q in names for key in records.queue_lists(q)]
+        since = time.time() - self.settings.worker_heartbeat_max_age_seconds
+        per_queue, inflight, delayed, dead, workers = await self._queue_stats(
+            keys=lists, args=[len(lists) // len(names), since]
+        )
+        described = [orjson.loads(w) for w in workers]
+        stats = []
+        for name, (ready, oldest) in zip(names, per_queue, strict=True):
+            stats.append(
+                QueueStats(
+                    name=name,
+                    ready=int(ready),
+                    in_flight=sum(1 for rk in inflight if rk.decode() == name),
+                    oldest_published_ms=int(oldest),
+                    workers=sum(1 for w in described if name in w.get("queues", [])),
+                )
+            )
+        return Overview(stats, int(delayed), int(dead), described)
+
+    async def requeue_dead_letter(self, task_id: str) -> None:
+        fields = await self.get(task_id)
+        spec = self.settings.tasks[fields[Field.NAME]]
+        list_key, payload = build_message(
+            spec,
+            task_id,
+            orjson.loads(fields[Field.ARGS]),
+            queue=fields[Field.QUEUE],
+            priority=int(fields[Field.PRIORITY]),
+            retries=int(fields[Field.RETRIES]),
+            published_at_ms=now_ms(),
+        )
+        outcome = await self._requeue(
+            keys=[records.record_key(task_id)],
+            args=[task_id, list_key, payload, self.settings.tombstone_ttl_seconds],
+        )
+        if outcome == b"missing":
+            raise TaskNotFound(task_id)
+
+    async def discard_dead_letter(self, task_id: str) -> None:
+        outcome = await self._discard(
+            keys=[records.record_key(task_id)],
+            args=[task_id, self.settings.record_ttl_seconds],
+        )
+        if outcome == b"missing":
+            raise TaskNotFound(task_id)
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+

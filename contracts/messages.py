@@ -1,0 +1,83 @@
+"""Celery protocol-2 messages in the envelope of kombu's Redis transport.
+
+The API writes messages straight into the queue lists (atomically with the task record) and
+the worker re-publishes retries the same way, so both build them here. The publish time is a
+plain integer header that the delayed-task mover rewrites in place (a Lua pattern) and the
+queue metrics read without decoding the message.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import orjson
+
+from contracts.catalogue import PRIORITY_MAX, PRIORITY_STEPS, TaskSpec
+from contracts.records import queue_lists
+
+PUBLISHED_AT_HEADER = "kt_published_at"
+DELIVERY_HEADER = "kt_delivery"
+ORIGIN = "kubetasks"
+
+
+def transport_priority(priority: int) -> int:
+    """Client priority (higher first) -> the transport's step (lower first)."""
+    inverted = PRIORITY_MAX - priority
+    return max(step for step in PRIORITY_STEPS if step <= inverted)
+
+
+def queue_list_for(queue: str, priority: int) -> str:
+    return queue_lists(queue)[PRIORITY_STEPS.index(transport_priority(priority))]
+
+
+def build_message(
+    spec: TaskSpec,
+    task_id: str,
+    args: dict[str, object],
+    *,
+    queue: str,
+    priority: int,
+    retries: int,
+    published_at_ms: int,
+) -> tuple[str, bytes]:
+    """Return (Redis list, message bytes) for one delivery of a task."""
+    delivery = uuid.uuid4().hex
+    embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+    body = orjson.dumps([[args], {}, embed])
+    headers = {
+        "lang": "py",
+        "task": spec.name,
+        "id": task_id,
+        "shadow": None,
+        "eta": None,
+        "expires": None,
+        "group": None,
+        "group_index": None,
+        "retries": retries,
+        "timelimit": [spec.time_limit_seconds, spec.soft_time_limit_seconds],
+        "root_id": task_id,
+        "parent_id": None,
+        "argsrepr": f"({spec.name} args)",
+        "kwargsrepr": "{}",
+        "origin": ORIGIN,
+        "ignore_result": True,
+        DELIVERY_HEADER: delivery,
+        PUBLISHED_AT_HEADER: published_at_ms,
+    }
+    envelope = {
+        "body": base64.b64encode(body).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": headers,
+        "properties": {
+            "correlation_id": task_id,
+            "reply_to": "",
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": transport_priority(priority),
+            "body_encoding": "base64",
+            "delivery_tag": delivery,
+        },
+    }
+    return queue_list_for(queue, priority), orjson.dumps(envelope)

@@ -1,0 +1,76 @@
+"""The one settings object for API and worker, read from `KUBETASKS_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.catalogue import TaskSpec, configured
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KUBETASKS_", env_ignore_empty=True, extra="ignore", frozen=True
+    )
+
+    # One Redis holds the queues and the task records: a submit writes both in one atomic
+    # script, so they cannot live on different servers.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout_seconds: float = Field(default=0.75, gt=0, le=10)
+
+    # Reliability profile.
+    visibility_timeout_seconds: int = Field(default=7200, ge=1)
+    # How often a worker looks for unacknowledged messages older than the visibility timeout
+    # (left by a worker that died) and puts them back on their queue.
+    restore_interval_seconds: int = Field(default=10, ge=1)
+    max_redeliveries: int = Field(default=3, ge=0, le=100)
+    record_ttl_seconds: int = Field(default=86400, ge=1)
+    tombstone_ttl_seconds: int = Field(default=7 * 86400, ge=1)
+    idempotency_ttl_seconds: int = Field(default=86400, ge=1)
+
+    # Hard time limit per task name, overriding the catalogue's (soft limit follows).
+    task_time_limits: dict[str, int] = {}
+
+    # API.
+    api_key: SecretStr | None = None
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    show_tracebacks: bool = False
+    cors_origins: list[str] = []
+    retry_after_seconds: int = Field(default=2, ge=1)
+    # Per-queue limit of waiting tasks past which submits get 429 (catalogue defaults).
+    queue_max_backlog: dict[str, int] = {}
+
+    # Worker.
+    worker_queues: list[str] = ["default", "cpu"]
+    worker_concurrency: int = Field(default=2, ge=1)
+    worker_soft_shutdown_timeout: float = Field(default=25.0, ge=0)
+    worker_heartbeat_file: Path = Path("/tmp/kubetasks/heartbeat")
+    worker_ready_file: Path = Path("/tmp/kubetasks/ready")
+    worker_heartbeat_interval_seconds: float = Field(default=5.0, gt=0)
+    worker_heartbeat_max_age_seconds: float = Field(default=60.0, gt=0)
+    worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
+    worker_logfile: Path | None = None
+    scheduler_interval_seconds: float = Field(default=0.5, gt=0)
+
+    @cached_property
+    def tasks(self) -> dict[str, TaskSpec]:
+        """The task catalogue as this deployment configures it."""
+        return configured(self.task_time_limits)
+
+    @model_validator(mode="after")
+    def _tombstones_outlive_records(self) -> Settings:
+        if self.tombstone_ttl_seconds < self.record_ttl_seconds:
+            raise ValueError(
+                "KUBETASKS_TOMBSTONE_TTL_SECONDS must be >= KUBETASKS_RECORD_TTL_SECONDS, "
+                "or an expired task would read as never submitted (404 instead of 410)"
+            )
+        configured(self.task_time_limits)  # unknown task names fail here, at start
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,74 @@
+"""`make run`: Redis, API, worker and Flower on this machine until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from devstack.processes import ROOT, Stack, free_port
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
+    parser.add_argument("--api-port", type=int, default=8000)
+    parser.add_argument("--flower-port", type=int, default=5555)
+    parser.add_argument("--workdir", type=Path, default=ROOT / ".run")
+    options = parser.parse_args()
+
+    options.workdir.mkdir(parents=True, exist_ok=True)
+    flower_auth = os.environ.get("FLOWER_BASIC_AUTH") or f"admin:{secrets.token_urlsafe(12)}"
+    stack = Stack(
+        workdir=options.workdir,
+        redis_port=free_port(),
+        api_port=options.api_port,
+        flower_port=options.flower_port,
+        flower_auth=flower_auth,
+        api_key=os.environ.get("KUBETASKS_API_KEY"),
+        console=True,
+    )
+    stopping = threading.Event()
+
+    def stop(signum: int, _: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        # Append-only Redis in .run/: queued tasks and results survive a restart of the stack.
+        stack.start_redis(appendonly=True)
+        stack.start_api()
+        stack.start_worker(KUBETASKS_WORKER_METRICS_PORT=str(free_port()))
+        stack.start_flower()
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"\nthe stack did not start: {exc}", file=sys.stderr)
+        stack.stop_all()
+        return 1
+    user, password = flower_auth.split(":", 1)
+    print(
+        f"""
+kubetasks is running (Ctrl-C stops everything):
+  web page  {stack.api_url}/
+  API docs  {stack.api_url}/docs
+  Flower    {stack.flower_url}/   (user {user}, password {password})
+  Redis     {stack.redis_url}   (data in {options.workdir / 'redis'})
+""",
+        flush=True,
+    )
+    while not stopping.wait(0.5):
+        dead = [p.name for p in stack.processes if not p.alive()]
+        if dead:
+            print(f"{', '.join(dead)} exited; stopping the stack", file=sys.stderr)
+            break
+    print("stopping: worker finishes or requeues its tasks, then the rest", flush=True)
+    stack.stop_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""A typed HTTP client for the API with condition-and-deadline waits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from typing import Any
+
+import httpx
+
+TERMINAL = {"SUCCESS", "FAILURE", "REVOKED"}
+
+
+class ApiClient(httpx.Client):
+    def submit(self, name: str, args: dict[str, Any] | None = None, **extra: Any) -> str:
+        response = self.post("/tasks", json={"name": name, "args": args or {}, **extra})
+        assert response.status_code == 202, response.text
+        task_id: str = response.json()["task_id"]
+        return task_id
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        response = self.get(f"/tasks/{task_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def wait_task(
+        self,
+        task_id: str,
+        until: Callable[[dict[str, Any]], bool] | Collection[str] = TERMINAL,
+        timeout: float = 30,
+    ) -> dict[str, Any]:
+        """Poll the task until the condition holds; fail with its last view at the deadline."""
+        check = until if callable(until) else (lambda t: t["state"] in until)
+        deadline = time.monotonic() + timeout
+        view = self.task(task_id)
+        while not check(view):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"task {task_id} never reached {until}: {view}")
+            time.sleep(0.05)
+            view = self.task(task_id)
+        return view
+
+    def queue(self, name: str) -> dict[str, Any]:
+        queues = self.get("/queues").json()["queues"]
+        found: dict[str, Any] = next(q for q in queues if q["name"] == name)
+        return found
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout} s waiting for {what}")
+        time.sleep(0.05)

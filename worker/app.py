@@ -1,0 +1,139 @@
+"""The Celery app, `celery -A worker.app worker`: the reliability profile in one place.
+
+- late acknowledgement, reject on a lost worker, prefetch 1: a message leaves Redis only when
+  its task has ended, and a worker holds no more than it runs;
+- the visibility timeout exceeds every task's hard time limit, or the worker refuses to start
+  (otherwise Redis would hand a running task to a second worker);
+- countdowns and retries wait in Redis (`kt:delayed`), never in a worker's memory, so an ETA
+  longer than the visibility timeout cannot be redelivered in a loop;
+- SIGTERM starts a soft shutdown (REMAP_SIGTERM=SIGQUIT) bounded by the soft-shutdown timeout;
+- JSON only; results live in the task record, not in a Celery result backend.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, signals
+from kombu import Queue
+
+from contracts.catalogue import PRIORITY_STEPS, QUEUES, TASKS, longest_time_limit
+from contracts.settings import Settings, get_settings
+from worker import metrics
+from worker.housekeeping import Housekeeping
+from worker.lifecycle import RecordedTask
+from worker.registry import IMPLEMENTATIONS
+
+import worker.tasks  # noqa: F401  (registers the implementations)
+
+SERIALIZER = "json"
+
+
+def visibility_margin(longest: int) -> float:
+    """Headroom between the longest hard time limit and the visibility timeout."""
+    return max(5.0, longest * 0.1)
+
+
+class ConfigurationError(RuntimeError):
+    pass
+
+
+def check_profile(settings: Settings) -> None:
+    """Refuse configurations that would lose or duplicate work."""
+    longest = longest_time_limit(settings.tasks)
+    margin = visibility_margin(longest)
+    if settings.visibility_timeout_seconds < longest + margin:
+        raise ConfigurationError(
+            f"KUBETASKS_VISIBILITY_TIMEOUT_SECONDS={settings.visibility_timeout_seconds} must "
+            f"exceed the longest task time limit ({longest} s) by {margin:g} s, "
+            "or Redis redelivers running tasks to a second worker"
+        )
+    unknown_queues = set(settings.worker_queues) - set(QUEUES)
+    if unknown_queues:
+        raise ConfigurationError(f"KUBETASKS_WORKER_QUEUES has unknown queues: {unknown_queues}")
+    missing = set(TASKS) - set(IMPLEMENTATIONS)
+    if missing:
+        raise ConfigurationError(f"catalogue tasks without an implementation: {sorted(missing)}")
+
+
+def check_serializers(app: Celery) -> None:
+    """Pickle (or any other serializer) would let a queue writer run code on the workers."""
+    conf = app.conf
+    used = {
+        *conf.accept_content,
+        *(conf.result_accept_content or ()),
+        conf.task_serializer,
+        conf.result_serializer,
+        conf.event_serializer,
+    }
+    if used - {SERIALIZER, "application/json"}:
+        raise ConfigurationError(f"only JSON serialization is allowed, got {sorted(used)}")
+
+
+def create_app(settings: Settings) -> Celery:
+    check_profile(settings)
+    app = Celery("kubetasks", broker=settings.redis_url, set_as_current=True)
+    app.conf.update(
+        task_serializer=SERIALIZER,
+        result_serializer=SERIALIZER,
+        event_serializer=SERIALIZER,
+        accept_content=[SERIALIZER],
+        result_accept_content=[SERIALIZER],
+        result_backend=None,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=settings.worker_concurrency,
+        worker_send_task_events=True,
+        worker_soft_shutdown_timeout=settings.worker_soft_shutdown_timeout,
+        worker_enable_soft_shutdown_on_idle=True,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_seconds,
+            "priority_steps": list(PRIORITY_STEPS),
+            "queue_order_strategy": "priority",
+            "unacked_restore_interval": settings.restore_interval_seconds,
+            "unacked_restore_throttle": 1,
+        },
+        task_queues=[Queue(name, routing_key=name) for name in settings.worker_queues],
+        task_default_queue=settings.worker_queues[0],
+    )
+    check_serializers(app)
+    for spec in settings.tasks.values():
+        app.task(
+            name=spec.name,
+            base=RecordedTask,
+            spec=spec,
+            time_limit=spec.time_limit_seconds,
+            soft_time_limit=spec.soft_time_limit_seconds,
+        )(_unused_run)
+    app.steps["worker"].add(Housekeeping)
+    return app
+
+
+def _unused_run(args: dict[str, Any]) -> None:
+    """Celery wants a run function; `RecordedTask.__call__` dispatches to the implementation."""
+    raise NotImplementedError
+
+
+@signals.worker_init.connect
+def _start_metrics(**_: Any) -> None:
+    metrics.reset_and_serve(get_settings().worker_metrics_port)
+
+
+@signals.after_setup_logger.connect
+def _log_to_file(logger: logging.Logger, format: str, **_: Any) -> None:
+    logfile = get_settings().worker_logfile
+    if logfile is not None:
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(logfile)
+        handler.setFormatter(logging.Formatter(format))
+        logger.addHandler(handler)
+
+
+app = create_app(get_settings())

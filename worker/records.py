@@ -1,0 +1,144 @@
+"""The worker's side of the task record: start, progress, finish, retry, requeue, move due.
+
+Each call is one Lua script from `contracts/lua`, the same state machine the API uses.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from functools import cached_property
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from contracts import records
+from contracts.records import State
+from contracts.scripts import lua
+from contracts.settings import Settings
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str  # "run", "skip" or "deadletter"
+    detail: str  # run: the attempt number; skip: why; deadletter: deliveries so far
+    priority: int = 0
+
+
+class WorkerRecords:
+    """Created lazily in each process: redis-py reconnects after fork, scripts load on demand."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(
+            self.settings.redis_url,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            # A worker rides out a Redis restart instead of failing the task it is running.
+            retry=Retry(ExponentialBackoff(cap=2, base=0.1), 8),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            health_check_interval=30,
+        )
+
+    def _script(self, name: str) -> redis.commands.core.Script:
+        return self.client.register_script(lua(name))
+
+    @cached_property
+    def _scripts(self) -> dict[str, redis.commands.core.Script]:
+        names = ("start", "progress", "finish", "retry", "requeued", "move_due", "trim")
+        return {name: self._script(name) for name in names}
+
+    def start(self, task_id: str, delivery: str, worker: str, time_limit: float) -> Decision:
+        now = now_ms()
+        lease_until = now + int(time_limit * 1000) + 30_000
+        outcome, detail, *priority = self._scripts["start"](
+            keys=[records.record_key(task_id)],
+            args=[
+                task_id,
+                delivery,
+                now,
+                lease_until,
+                self.settings.max_redeliveries,
+                worker,
+                self.settings.tombstone_ttl_seconds,
+                os.getpid(),
+            ],
+        )
+        return Decision(_str(outcome), _str(detail), int(priority[0]) if priority else 0)
+
+    def progress(self, task_id: str, delivery: str, progress_json: bytes) -> str:
+        state = self._scripts["progress"](
+            keys=[records.record_key(task_id)], args=[delivery, progress_json]
+        )
+        return _str(state)
+
+    def finish(
+        self,
+        task_id: str,
+        delivery: str,
+        state: State,
+        *,
+        result: bytes = b"",
+        error_type: str = "",
+        error_message: str = "",
+        traceback: str = "",
+    ) -> str:
+        return _str(
+            self._scripts["finish"](
+                keys=[records.record_key(task_id)],
+                args=[
+                    task_id,
+                    delivery,
+                    state.value,
+                    now_ms(),
+                    self.settings.record_ttl_seconds,
+                    result,
+                    error_type,
+                    error_message,
+                    traceback,
+                ],
+            )
+        )
+
+    def retry(
+        self,
+        task_id: str,
+        delivery: str,
+        *,
+        due_ms: int,
+        queue_list: str,
+        payload: bytes,
+        error_type: str,
+        error_message: str,
+    ) -> str:
+        return _str(
+            self._scripts["retry"](
+                keys=[records.record_key(task_id)],
+                args=[task_id, delivery, due_ms, queue_list, payload, error_type, error_message],
+            )
+        )
+
+    def requeued(self, task_id: str, delivery: str) -> str:
+        return _str(
+            self._scripts["requeued"](keys=[records.record_key(task_id)], args=[task_id, delivery])
+        )
+
+    def move_due(self, limit: int = 500) -> int:
+        return int(self._scripts["move_due"](args=[now_ms(), limit]))
+
+    def trim(self, index_keys: list[str]) -> int:
+        cutoff = now_ms() - self.settings.tombstone_ttl_seconds * 1000
+        return int(self._scripts["trim"](keys=index_keys, args=[cutoff]))
+
+
+def _str(value: bytes | str | int) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
