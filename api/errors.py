@@ -24,7 +24,7 @@ def error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
-    # Drop FastAPI's location prefix and the union tag: "body.generic.args.seconds" -> "args.seconds".
+    # Drop FastAPI's location prefix and the union tag: body.generic.args.x -> args.x
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "seed", "generic")]
     return ".".join(parts) or "body"
 

@@ -17,7 +17,6 @@ from api.metrics import HttpMetrics
 from api.redis import connect
 from api.routes import catalogue, deadletters, health, queues, tasks
 from api.store import TaskStore
-from api.terminate import Terminator
 from contracts.settings import Settings, get_settings
 
 STATIC = Path(__file__).parent / "static"
@@ -30,7 +29,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connect(settings)
         app.state.store = TaskStore(redis, settings)
-        app.state.terminator = Terminator(settings.redis_url)
         yield
         await redis.aclose()
 

@@ -112,9 +112,9 @@ class TaskView(BaseModel):
             state=state,
             progress=Progress(**orjson.loads(r[F.PROGRESS])) if F.PROGRESS in r else None,
             submitted_at=_time(r[F.SUBMITTED_AT]),
-            due_at=_time(r.get(F.DUE_AT)),
-            started_at=_time(r.get(F.STARTED_AT)),
-            finished_at=_time(r.get(F.FINISHED_AT)),
+            due_at=_optional_time(r.get(F.DUE_AT)),
+            started_at=_optional_time(r.get(F.STARTED_AT)),
+            finished_at=_optional_time(r.get(F.FINISHED_AT)),
             attempts=int(r.get(F.ATTEMPTS, 0)),
             retries=int(r.get(F.RETRIES, 0)),
             worker=r.get(F.WORKER),
@@ -126,8 +126,12 @@ class TaskView(BaseModel):
         )
 
 
-def _time(ms: str | None) -> datetime | None:
-    return datetime.fromtimestamp(int(ms) / 1000, UTC) if ms else None
+def _time(ms: str) -> datetime:
+    return datetime.fromtimestamp(int(ms) / 1000, UTC)
+
+
+def _optional_time(ms: str | None) -> datetime | None:
+    return _time(ms) if ms else None
 
 
 class TaskPage(BaseModel):
@@ -170,4 +174,4 @@ class ErrorBody(BaseModel):
 class Cancelled(BaseModel):
     task_id: str
     state: State
-    outcome: Literal["revoked", "already_finished"]
+    outcome: Literal["revoked"]

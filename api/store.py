@@ -169,9 +169,7 @@ class TaskStore:
             raise TaskExpired(task_id)
         return ("revoked" if outcome == b"revoked" else "terminal"), State(before.decode())
 
-    async def list(
-        self, index: str, *, limit: int, cursor: tuple[str, int] | None
-    ) -> Page:
+    async def list(self, index: str, *, limit: int, cursor: tuple[str, int] | None) -> Page:
         score, skip = cursor or ("+inf", 0)
         next_score, next_skip, rows = await self._list(
             keys=[index], args=[score, skip, limit, limit * LIST_SCAN_FACTOR]
@@ -230,4 +228,3 @@ class TaskStore:
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
-

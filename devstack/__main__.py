@@ -56,7 +56,7 @@ kubetasks is running (Ctrl-C stops everything):
   web page  {stack.api_url}/
   API docs  {stack.api_url}/docs
   Flower    {stack.flower_url}/   (user {user}, password {password})
-  Redis     {stack.redis_url}   (data in {options.workdir / 'redis'})
+  Redis     {stack.redis_url}   (data in {options.workdir / "redis"})
 """,
         flush=True,
     )

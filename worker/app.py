@@ -16,16 +16,15 @@ import logging
 from typing import Any
 
 from celery import Celery, signals
-from kombu import Queue
+from kombu.entity import Queue
 
+import worker.tasks  # noqa: F401  (registers the implementations)
 from contracts.catalogue import PRIORITY_STEPS, QUEUES, TASKS, longest_time_limit
 from contracts.settings import Settings, get_settings
 from worker import metrics
 from worker.housekeeping import Housekeeping
 from worker.lifecycle import RecordedTask
 from worker.registry import IMPLEMENTATIONS
-
-import worker.tasks  # noqa: F401  (registers the implementations)
 
 SERIALIZER = "json"
 
@@ -100,7 +99,7 @@ def create_app(settings: Settings) -> Celery:
             "unacked_restore_interval": settings.restore_interval_seconds,
             "unacked_restore_throttle": 1,
         },
-        task_queues=[Queue(name, routing_key=name) for name in settings.worker_queues],
+        task_queues=[Queue(name, routing_key=name) for name in settings.worker_queues],  # type: ignore[no-untyped-call]
         task_default_queue=settings.worker_queues[0],
     )
     check_serializers(app)
@@ -121,12 +120,12 @@ def _unused_run(args: dict[str, Any]) -> None:
     raise NotImplementedError
 
 
-@signals.worker_init.connect
+@signals.worker_init.connect  # type: ignore[untyped-decorator]
 def _start_metrics(**_: Any) -> None:
     metrics.reset_and_serve(get_settings().worker_metrics_port)
 
 
-@signals.after_setup_logger.connect
+@signals.after_setup_logger.connect  # type: ignore[untyped-decorator]
 def _log_to_file(logger: logging.Logger, format: str, **_: Any) -> None:
     logfile = get_settings().worker_logfile
     if logfile is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/tmp/kubetasks/metrics")
 
-from prometheus_client import (  # noqa: E402
+from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
@@ -26,9 +26,7 @@ from prometheus_client import (  # noqa: E402
 LABELS = ["task", "queue"]
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
-STARTED = Counter(
-    "kubetasks_worker_tasks_started", "Task executions started.", LABELS
-)
+STARTED = Counter("kubetasks_worker_tasks_started", "Task executions started.", LABELS)
 COMPLETED = Counter(
     "kubetasks_worker_tasks_completed",
     "Task executions ended, by outcome: succeeded, failed, retried, revoked, dead_lettered.",
@@ -65,9 +63,9 @@ def reset_and_serve(port: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     if port:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         start_http_server(port, registry=registry)
 
 
 def process_died(pid: int) -> None:
-    multiprocess.mark_process_dead(pid)
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -42,7 +42,9 @@ _errors: dict[int | str, dict[str, Any]] = {
 
 
 def _invalid(field: tuple[str, ...], message: str) -> RequestValidationError:
-    return RequestValidationError([{"loc": ("body", *field), "msg": message, "type": "value_error"}])
+    return RequestValidationError(
+        [{"loc": ("body", *field), "msg": message, "type": "value_error"}]
+    )
 
 
 def _checked_args(spec: TaskSpec, args: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +61,7 @@ def _checked_args(spec: TaskSpec, args: dict[str, Any]) -> dict[str, Any]:
     status_code=202,
     response_model=Submitted,
     responses=_errors,
-    summary="Submit a task (or the seed's {\"type\": N})",
+    summary='Submit a task (or the seed\'s {"type": N})',
 )
 async def submit(
     body: Annotated[SubmitBody, Body()],
@@ -105,7 +107,13 @@ def _decode_cursor(cursor: str) -> tuple[str, int]:
         return score, int(skip)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise RequestValidationError(
-            [{"loc": ("query", "cursor"), "msg": "not a cursor this API returned", "type": "value_error"}]
+            [
+                {
+                    "loc": ("query", "cursor"),
+                    "msg": "not a cursor this API returned",
+                    "type": "value_error",
+                }
+            ]
         ) from None
 
 
@@ -150,12 +158,16 @@ async def get_task(task_id: str, store: StoreDep, settings: SettingsDep) -> Task
     "/{task_id}/cancel", response_model=Cancelled, responses=_errors, summary="Cancel a task"
 )
 @router.delete("/{task_id}", response_model=Cancelled, responses=_errors, summary="Cancel a task")
-async def cancel_task(task_id: str, store: StoreDep, request: Request) -> Cancelled | Response:
+async def cancel_task(task_id: str, store: StoreDep) -> Cancelled | Response:
+    """A waiting task will never run; a running one stops at its next progress report.
+
+    Celery's `revoke(terminate=True)` is not used: it marks the pool process, and if that
+    process outlives the signal, the next task it runs is acknowledged as revoked when it
+    ends, which loses that task.
+    """
     outcome, before = await store.cancel(task_id)
     if outcome == "terminal":
         return error(409, "task_finished", f"task {task_id!r} already ended as {before}")
-    if before == State.STARTED:
-        await request.app.state.terminator.terminate(task_id)
     return Cancelled(task_id=task_id, state=State.REVOKED, outcome="revoked")
 
 
@@ -191,4 +203,3 @@ async def task_events(task_id: str, store: StoreDep, settings: SettingsDep) -> S
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
-

@@ -23,7 +23,7 @@ class BadImage(ValueError):
 def thumbnail(args: ThumbnailArgs, ctx: TaskContext) -> object:
     try:
         data = base64.b64decode(args.image_base64, validate=True)
-        image = Image.open(io.BytesIO(data))
+        image: Image.Image = Image.open(io.BytesIO(data))
         image.load()
     except (binascii.Error, UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
         raise BadImage(f"not a readable image: {exc}") from None

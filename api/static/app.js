@@ -1,0 +1,523 @@
+// kubetasks page: submit, follow (Server-Sent Events over fetch, polling as fallback), cancel.
+// No framework, no build step, nothing from outside this origin. Server data only ever reaches
+// the DOM through textContent and attributes, never as markup.
+"use strict";
+
+(() => {
+  const TERMINAL = new Set(["SUCCESS", "FAILURE", "REVOKED"]);
+  const KEY_STORAGE = "kubetasks.apiKey";
+  const RECENT_LIMIT = 20;
+  const POLL_MS = 1000;
+  const QUEUES_MS = 2000;
+  const STREAM_RETRY_MS = 15000;
+  // Browsers open about six HTTP/1.1 connections per host; each stream holds one open, so
+  // follow at most this many by streaming and poll the rest, leaving room for other requests.
+  const MAX_STREAMS = 3;
+  const MAX_SSE_BUFFER = 8 * 1024 * 1024;
+  const RESULT_CHARS = 400;
+
+  const $ = (selector) => document.querySelector(selector);
+  const statusLine = $("#status");
+  const tasksBody = $("#tasks-body");
+  const tasksEmpty = $("#tasks-empty");
+  const queuesSection = $('[data-testid="queues"]');
+  const queuesBody = $("#queues-body");
+  const keyForm = $("#key-form");
+  const keyInput = $("#api-key");
+
+  // ---- HTTP ---------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, code, message, retryAfter = 0) {
+      super(message);
+      this.name = "ApiError";
+      this.status = status;
+      this.code = code;
+      this.retryAfter = retryAfter;
+    }
+  }
+
+  function storedKey() {
+    try {
+      return localStorage.getItem(KEY_STORAGE) || "";
+    } catch {
+      return "";
+    }
+  }
+
+  function storeKey(key) {
+    try {
+      if (key) localStorage.setItem(KEY_STORAGE, key);
+      else localStorage.removeItem(KEY_STORAGE);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  function requestHeaders(accept) {
+    const headers = new Headers({ Accept: accept });
+    const key = storedKey();
+    if (key) headers.set("X-API-Key", key);
+    return headers;
+  }
+
+  async function errorFrom(response) {
+    let code = "http_error";
+    let message = `${response.status} ${response.statusText}`.trim();
+    try {
+      const body = await response.json();
+      if (body && typeof body.message === "string" && body.message) message = body.message;
+      if (body && typeof body.error === "string") code = body.error;
+    } catch {
+      // Not JSON (a proxy's error page, say): keep the status line.
+    }
+    const retryAfter = Number(response.headers.get("Retry-After"));
+    return new ApiError(response.status, code, message, retryAfter > 0 ? retryAfter : 0);
+  }
+
+  async function send(path, { method = "GET", body, accept = "application/json", signal } = {}) {
+    const init = { method, headers: requestHeaders(accept), cache: "no-store", signal };
+    if (body !== undefined) {
+      init.headers.set("Content-Type", "application/json");
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (err) {
+      if (err && err.name === "AbortError") throw err;
+      throw new ApiError(0, "network", `cannot reach the API (${err && err.message})`);
+    }
+    if (!response.ok) throw await errorFrom(response);
+    return response;
+  }
+
+  async function getJson(path, options) {
+    const response = await send(path, options);
+    return response.json();
+  }
+
+  const taskPath = (id) => `/tasks/${encodeURIComponent(id)}`;
+  const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  // ---- Status line --------------------------------------------------------------------
+
+  let statusSource = "";
+
+  function setStatus(message, kind = "info", source = "") {
+    statusLine.textContent = message;
+    statusLine.dataset.kind = kind;
+    statusSource = source;
+  }
+
+  function showError(context, err, source = "") {
+    const status = err && err.status ? ` (HTTP ${err.status})` : "";
+    const message = err && err.message ? err.message : String(err);
+    setStatus(`${context}: ${message}${status}`, "error", source);
+  }
+
+  function clearStatus(source) {
+    if (statusSource === source && statusLine.dataset.kind === "error") setStatus("", "info");
+  }
+
+  // ---- Task rows ----------------------------------------------------------------------
+
+  /** id -> {id, tr, cells, bar, count, cancel, view, done, following, via, streamAfter} */
+  const rows = new Map();
+
+  const shortId = (id) => id.slice(0, 8);
+
+  function createRow(id, where) {
+    const tr = document.createElement("tr");
+    tr.dataset.taskId = id;
+    tr.dataset.testid = "task-row";
+    const cells = {};
+    for (const field of ["id", "name", "state", "progress", "message", "result", "actions"]) {
+      const td = document.createElement("td");
+      td.dataset.field = field;
+      tr.append(td);
+      cells[field] = td;
+    }
+    const code = document.createElement("code");
+    code.textContent = shortId(id);
+    code.title = id;
+    cells.id.append(code);
+
+    const bar = document.createElement("progress");
+    bar.max = 1;
+    bar.value = 0;
+    bar.dataset.testid = "progress";
+    bar.setAttribute("aria-label", `Progress of task ${shortId(id)}`);
+    const count = document.createElement("span");
+    count.className = "count";
+    cells.progress.append(bar, count);
+
+    const cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.textContent = "Cancel";
+    cancel.dataset.testid = "cancel";
+    cancel.setAttribute("aria-label", `Cancel task ${shortId(id)}`);
+    cells.actions.append(cancel);
+
+    const row = { id, tr, cells, bar, count, cancel, view: null, done: false, following: false };
+    row.via = "";
+    row.streamAfter = 0;
+    cancel.addEventListener("click", () => cancelTask(row));
+    rows.set(id, row);
+    if (where === "top") tasksBody.prepend(tr);
+    else tasksBody.append(tr);
+    updateEmpty();
+    return row;
+  }
+
+  function updateEmpty() {
+    tasksEmpty.hidden = rows.size > 0 || tasksBody.dataset.loaded !== "true";
+  }
+
+  function formatNumber(n) {
+    return Number.isInteger(n) ? String(n) : n.toFixed(1);
+  }
+
+  function formatValue(value) {
+    if (value === null || value === undefined) return "";
+    const text = typeof value === "string" ? value : JSON.stringify(value);
+    return text.length > RESULT_CHARS
+      ? `${text.slice(0, RESULT_CHARS)}… (${text.length} characters)`
+      : text;
+  }
+
+  function formatTime(iso) {
+    if (!iso) return "";
+    const date = new Date(iso);
+    return Number.isNaN(date.getTime()) ? String(iso) : date.toLocaleString();
+  }
+
+  function setState(row, state) {
+    row.cells.state.textContent = state;
+    row.tr.dataset.state = state;
+    if (TERMINAL.has(state)) finish(row);
+  }
+
+  function finish(row) {
+    row.done = true;
+    row.cancel.disabled = true;
+    row.tr.dataset.follow = "";
+  }
+
+  /** Apply a TaskView to its row (creating the row when it is new). */
+  function applyView(view, where = "top") {
+    if (!view || typeof view.task_id !== "string" || typeof view.state !== "string") return;
+    const row = rows.get(view.task_id) || createRow(view.task_id, where);
+    // Never move a finished task back to a live state because of an older, slower response.
+    if (row.view && TERMINAL.has(row.view.state) && !TERMINAL.has(view.state)) return;
+    row.view = view;
+
+    row.cells.name.textContent = view.name || "";
+    row.cells.name.title = [
+      `queue ${view.queue}`,
+      `priority ${view.priority}`,
+      `attempts ${view.attempts}`,
+      view.retries ? `retries ${view.retries}` : "",
+      view.worker ? `worker ${view.worker}${view.worker_pid ? ` (pid ${view.worker_pid})` : ""}` : "",
+    ]
+      .filter(Boolean)
+      .join(", ");
+    row.cells.id.title = `submitted ${formatTime(view.submitted_at)}`;
+
+    const progress = view.progress;
+    if (progress && Number.isFinite(progress.total) && Number.isFinite(progress.current)) {
+      const total = progress.total > 0 ? progress.total : 1;
+      row.bar.max = total;
+      row.bar.value = Math.min(Math.max(progress.current, 0), total);
+      row.count.textContent = `${formatNumber(progress.current)}/${formatNumber(progress.total)}`;
+      row.cells.message.textContent = progress.message || "";
+    } else if (view.state === "SUCCESS") {
+      row.bar.value = row.bar.max;
+    }
+
+    const result = row.cells.result;
+    result.replaceChildren();
+    result.dataset.kind = "";
+    if (view.state === "SUCCESS") {
+      result.textContent = formatValue(view.result);
+    } else if (view.error) {
+      result.dataset.kind = "error";
+      result.textContent = `${view.error.type}: ${view.error.message}`;
+      if (view.error.traceback) {
+        const details = document.createElement("details");
+        const summary = document.createElement("summary");
+        summary.textContent = "traceback";
+        const pre = document.createElement("pre");
+        pre.textContent = view.error.traceback;
+        details.append(summary, pre);
+        result.append(details);
+      }
+    } else if (view.state === "REVOKED") {
+      result.textContent = "cancelled";
+    }
+
+    setState(row, view.state);
+  }
+
+  function markGone(row, err) {
+    row.cells.message.textContent = err.message;
+    row.tr.dataset.gone = "true";
+    finish(row);
+  }
+
+  // ---- Following a task ---------------------------------------------------------------
+
+  let activeStreams = 0;
+
+  /** Incremental parser of text/event-stream; calls onEvent(type, data) per dispatched event. */
+  function sseParser(onEvent) {
+    let buffer = "";
+    let type = "";
+    let data = [];
+    return (chunk) => {
+      buffer += chunk;
+      if (buffer.length > MAX_SSE_BUFFER) throw new Error("event stream line too long");
+      // A trailing \r may be the first half of \r\n: keep it for the next chunk.
+      const end = buffer.endsWith("\r") ? buffer.length - 1 : buffer.length;
+      const lines = buffer.slice(0, end).replace(/\r\n?/g, "\n").split("\n");
+      buffer = lines.pop() + buffer.slice(end);
+      for (const line of lines) {
+        if (line === "") {
+          if (data.length) onEvent(type || "message", data.join("\n"));
+          type = "";
+          data = [];
+          continue;
+        }
+        if (line.startsWith(":")) continue; // comment, e.g. keep-alive
+        const colon = line.indexOf(":");
+        const field = colon === -1 ? line : line.slice(0, colon);
+        let value = colon === -1 ? "" : line.slice(colon + 1);
+        if (value.startsWith(" ")) value = value.slice(1);
+        if (field === "event") type = value;
+        else if (field === "data") data.push(value);
+      }
+    };
+  }
+
+  /** Read the task's event stream until it ends; throws when it cannot be read. */
+  async function streamEvents(row) {
+    const controller = new AbortController();
+    const response = await send(`${taskPath(row.id)}/events`, {
+      accept: "text/event-stream",
+      signal: controller.signal,
+    });
+    if (!response.body || typeof TextDecoderStream === "undefined") {
+      controller.abort();
+      throw new Error("this browser cannot read streamed responses");
+    }
+    row.tr.dataset.follow = "stream";
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    const push = sseParser((type, data) => {
+      if (type !== "task") return;
+      const view = JSON.parse(data);
+      if (view.task_id === row.id) applyView(view);
+    });
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        push(value);
+        if (row.done) return;
+      }
+    } finally {
+      controller.abort();
+    }
+  }
+
+  /** Read the task once; returns how long to wait before the next read. */
+  async function pollOnce(row) {
+    row.tr.dataset.follow = "poll";
+    try {
+      applyView(await getJson(taskPath(row.id)));
+      clearStatus(`task:${row.id}`);
+      return POLL_MS;
+    } catch (err) {
+      if (err.status === 404 || err.status === 410) {
+        markGone(row, err);
+        return 0;
+      }
+      showError(`Task ${shortId(row.id)}`, err, `task:${row.id}`);
+      return Math.max(POLL_MS, err.retryAfter * 1000 || 0);
+    }
+  }
+
+  async function followLoop(row) {
+    while (!row.done) {
+      if (activeStreams < MAX_STREAMS && Date.now() >= row.streamAfter) {
+        activeStreams += 1;
+        try {
+          await streamEvents(row);
+        } catch (err) {
+          if (err.status === 404 || err.status === 410) {
+            markGone(row, err);
+            return;
+          }
+          if (err instanceof ApiError) showError(`Task ${shortId(row.id)}`, err, `task:${row.id}`);
+          row.streamAfter = Date.now() + STREAM_RETRY_MS; // poll for a while, then try again
+        } finally {
+          activeStreams -= 1;
+        }
+        if (row.done) return;
+      }
+      // The stream failed or closed before the end, or every stream slot is taken: poll.
+      const wait = await pollOnce(row);
+      if (row.done) return;
+      await delay(wait);
+    }
+  }
+
+  function follow(row) {
+    if (row.done || row.following) return;
+    row.following = true;
+    followLoop(row)
+      .catch((err) => showError(`Task ${shortId(row.id)}`, err))
+      .finally(() => {
+        row.following = false;
+      });
+  }
+
+  // ---- Actions ------------------------------------------------------------------------
+
+  async function submit(type, button) {
+    button.disabled = true;
+    try {
+      const response = await send("/tasks", { method: "POST", body: { type } });
+      const submitted = await response.json();
+      const row = rows.get(submitted.task_id) || createRow(submitted.task_id, "top");
+      if (!row.view) setState(row, submitted.state);
+      setStatus(`Submitted task ${shortId(submitted.task_id)}.`);
+      follow(row);
+    } catch (err) {
+      showError("Could not submit the task", err);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async function cancelTask(row) {
+    row.cancel.disabled = true;
+    try {
+      await send(`${taskPath(row.id)}/cancel`, { method: "POST" });
+      setStatus(`Cancelled task ${shortId(row.id)}.`);
+    } catch (err) {
+      showError(`Could not cancel task ${shortId(row.id)}`, err);
+      if (!row.done && err.status !== 409) row.cancel.disabled = false;
+    }
+    if (!row.following) {
+      await pollOnce(row);
+      follow(row);
+    }
+  }
+
+  async function loadRecent() {
+    try {
+      const page = await getJson(`/tasks?limit=${RECENT_LIMIT}`);
+      for (const view of page.items || []) {
+        // Rows already shown are kept: their followers have fresher data than this list.
+        if (!rows.has(view.task_id)) applyView(view, "bottom");
+        const row = rows.get(view.task_id);
+        if (row) follow(row);
+      }
+      tasksBody.dataset.loaded = "true";
+      clearStatus("recent");
+    } catch (err) {
+      tasksBody.dataset.loaded = "error";
+      showError("Could not load recent tasks", err, "recent");
+    }
+    updateEmpty();
+  }
+
+  // ---- Queues -------------------------------------------------------------------------
+
+  const queueRows = new Map();
+  let queuePolls = 0;
+
+  function queueRow(name) {
+    let entry = queueRows.get(name);
+    if (entry) return entry;
+    const tr = document.createElement("tr");
+    tr.dataset.queue = name;
+    const cells = {};
+    for (const field of ["name", "backlog", "ready", "in_flight", "oldest", "workers"]) {
+      const cell = document.createElement(field === "name" ? "th" : "td");
+      if (field === "name") cell.scope = "row";
+      cell.dataset.field = field;
+      tr.append(cell);
+      cells[field] = cell;
+    }
+    const bar = document.createElement("progress");
+    bar.max = 1;
+    bar.value = 0;
+    bar.setAttribute("aria-label", `Backlog of queue ${name}, relative to its peak`);
+    const count = document.createElement("span");
+    count.className = "count";
+    cells.backlog.append(bar, count);
+    entry = { tr, cells, bar, count, peak: 0 };
+    queueRows.set(name, entry);
+    queuesBody.append(tr);
+    return entry;
+  }
+
+  function renderQueues(overview) {
+    for (const q of overview.queues || []) {
+      const entry = queueRow(q.name);
+      entry.cells.name.textContent = q.name;
+      entry.peak = Math.max(entry.peak, q.backlog, 4);
+      entry.bar.max = entry.peak;
+      entry.bar.value = q.backlog;
+      entry.bar.title = `peak ${entry.peak} seen; the queue accepts up to ${q.max_backlog}`;
+      entry.count.textContent = String(q.backlog);
+      entry.cells.ready.textContent = String(q.ready);
+      entry.cells.in_flight.textContent = String(q.in_flight);
+      entry.cells.oldest.textContent = q.oldest_age_seconds ? `${q.oldest_age_seconds.toFixed(1)} s` : "–";
+      entry.cells.workers.textContent = String(q.workers);
+      entry.tr.dataset.backlog = String(q.backlog);
+    }
+    for (const field of ["workers", "delayed", "dead_letters"]) {
+      const target = queuesSection.querySelector(`.summary [data-field="${field}"]`);
+      target.textContent = String(overview[field] ?? "–");
+    }
+  }
+
+  async function refreshQueues() {
+    try {
+      renderQueues(await getJson("/queues"));
+      queuesSection.dataset.stale = "false";
+      clearStatus("queues");
+    } catch (err) {
+      queuesSection.dataset.stale = "true";
+      showError("Could not read the queues", err, "queues");
+    } finally {
+      queuePolls += 1;
+      queuesSection.dataset.polls = String(queuePolls);
+      setTimeout(refreshQueues, QUEUES_MS);
+    }
+  }
+
+  // ---- Wiring -------------------------------------------------------------------------
+
+  for (const button of document.querySelectorAll("button[data-type]")) {
+    button.addEventListener("click", () => submit(Number(button.dataset.type), button));
+  }
+
+  keyInput.value = storedKey();
+  keyForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const key = keyInput.value.trim();
+    if (!storeKey(key)) {
+      setStatus("This browser does not allow storing the API key.", "error");
+      return;
+    }
+    setStatus(key ? "API key saved." : "API key cleared.");
+    loadRecent();
+  });
+
+  loadRecent();
+  refreshQueues();
+})();

@@ -1,0 +1,90 @@
+"""Worker processes die, stop or are misconfigured: what the system promises in each case."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from devstack.processes import ROOT, Stack
+from tests.conftest import client_for
+from tests.helpers import ApiClient
+
+
+def _kill_each_attempt(api: ApiClient, task_id: str, attempts: int) -> None:
+    for attempt in range(1, attempts + 1):
+        view = api.wait_task(
+            task_id, lambda t, n=attempt: t["state"] == "STARTED" and t["attempts"] == n
+        )
+        os.kill(view["worker_pid"], signal.SIGKILL)
+
+
+def test_poison_message_lands_in_dead_letters_and_can_be_requeued_or_discarded(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack(env={"KUBETASKS_MAX_REDELIVERIES": "2"})
+    stack.start_redis()
+    stack.start_api()
+    stack.start_worker()
+    with client_for(stack) as api:
+        poison = api.submit("sleep", {"seconds": 20})
+        _kill_each_attempt(api, poison, 3)  # the first delivery and two redeliveries
+
+        dead = api.wait_task(poison, {"FAILURE"})
+        assert dead["error"]["type"] == "DeadLettered"
+        assert dead["attempts"] == 3
+        listed = api.get("/deadletters").json()["items"]
+        assert [t["task_id"] for t in listed] == [poison]
+        assert api.get("/queues").json()["dead_letters"] == 1
+
+        assert api.post(f"/deadletters/{poison}/requeue").status_code == 202
+        api.wait_task(poison, lambda t: t["state"] == "STARTED" and t["attempts"] == 4)
+        assert api.get("/deadletters").json()["items"] == []
+        assert api.delete(f"/tasks/{poison}").status_code == 200  # no need to wait 20 s
+
+        second = api.submit("sleep", {"seconds": 20})
+        _kill_each_attempt(api, second, 3)
+        api.wait_task(second, {"FAILURE"})
+        assert api.delete(f"/deadletters/{second}").status_code == 200
+        assert api.get("/deadletters").json()["items"] == []
+        assert api.delete(f"/deadletters/{second}").status_code == 404
+
+
+def test_killed_pool_process_is_redelivered_and_counted(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack()
+    stack.start_redis()
+    stack.start_api()
+    stack.start_worker()
+    with client_for(stack) as api:
+        task_id = api.submit("sleep", {"seconds": 2})
+        _kill_each_attempt(api, task_id, 1)
+        done = api.wait_task(task_id, timeout=30)
+        assert done["state"] == "SUCCESS"
+        assert done["attempts"] == 2
+
+
+def test_worker_refuses_a_visibility_timeout_shorter_than_a_time_limit(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack(env={"KUBETASKS_VISIBILITY_TIMEOUT_SECONDS": "20"})
+    stack.start_redis()
+    with pytest.raises(RuntimeError) as refused:
+        stack.start_worker()
+    assert "KUBETASKS_VISIBILITY_TIMEOUT_SECONDS=20 must exceed" in str(refused.value)
+
+
+def test_pickle_is_refused() -> None:
+    code = (
+        "from worker.app import app, check_serializers\n"
+        "app.conf.accept_content = ['json', 'pickle']\n"
+        "check_serializers(app)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "only JSON serialization is allowed" in result.stderr
