@@ -43,7 +43,7 @@ def main() -> int:
         # Append-only Redis in .run/: queued tasks and results survive a restart of the stack.
         stack.start_redis(appendonly=True)
         stack.start_api()
-        stack.start_worker(KUBETASKS_WORKER_METRICS_PORT=str(free_port()))
+        worker = stack.start_worker()
         stack.start_flower()
     except (RuntimeError, TimeoutError) as exc:
         print(f"\nthe stack did not start: {exc}", file=sys.stderr)
@@ -56,6 +56,7 @@ kubetasks is running (Ctrl-C stops everything):
   web page  {stack.api_url}/
   API docs  {stack.api_url}/docs
   Flower    {stack.flower_url}/   (user {user}, password {password})
+  metrics   {stack.api_url}/metrics (API and queues), {worker.metrics_url} (worker)
   Redis     {stack.redis_url}   (data in {options.workdir / "redis"})
 """,
         flush=True,

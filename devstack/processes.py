@@ -61,6 +61,7 @@ class Process:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    metrics_url: str | None = None
 
     @property
     def pid(self) -> int:
@@ -182,12 +183,13 @@ class Stack:
         **env: str,
     ) -> Process:
         state = self.workdir / name
+        metrics_port = free_port()
         worker_env = {
             "REMAP_SIGTERM": "SIGQUIT",
             "PROMETHEUS_MULTIPROC_DIR": str(state / "metrics"),
             "KUBETASKS_WORKER_HEARTBEAT_FILE": str(state / "heartbeat"),
             "KUBETASKS_WORKER_READY_FILE": str(state / "ready"),
-            "KUBETASKS_WORKER_METRICS_PORT": env.pop("KUBETASKS_WORKER_METRICS_PORT", "0"),
+            "KUBETASKS_WORKER_METRICS_PORT": str(metrics_port),
             **env,
         }
         if queues:
@@ -199,6 +201,7 @@ class Stack:
             "--without-mingle", "--without-gossip",
         ]  # fmt: skip
         process = self._launch(name, argv, self.env(**worker_env))
+        process.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         if wait_ready:
             ready = state / "ready"
             wait_until(lambda: ready.exists() or not process.alive(), timeout, f"{name} ready")

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from devstack.processes import Stack, free_port
-from tests.helpers import ApiClient
+from devstack.processes import Stack
+from tests.helpers import ApiClient, scrape
 
 # Short limits so that redelivery, expiry and shutdown play out in seconds.
 FAST_ENV = {
@@ -34,7 +34,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         shared.start_redis()
         shared.start_api()
-        shared.start_worker(KUBETASKS_WORKER_METRICS_PORT=str(free_port()))
+        shared.start_worker()
         yield shared
     finally:
         shared.stop_all(timeout=15)
@@ -63,6 +63,26 @@ def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     yield make
     for private in created:
         private.stop_all(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def exposed_metric_names(stack: Stack) -> set[str]:
+    """Every metric family and sample name the API and a worker expose after real work."""
+    with ApiClient(base_url=stack.api_url, timeout=10) as api:
+        ok = api.submit("sleep", {"seconds": 0})
+        bad = api.submit("thumbnail", {"image_base64": "bm90IGFuIGltYWdl"})
+        for task_id in (ok, bad):
+            api.wait_task(task_id)
+        api.get("/tasks/0123456789abcdef0123456789abcdef")
+    worker = next(p for p in stack.processes if p.metrics_url)
+    names: set[str] = set()
+    for url in (f"{stack.api_url}/metrics", worker.metrics_url):
+        assert url is not None
+        for name, _ in scrape(url):
+            names.add(name)
+    for suffix in ("_bucket", "_count", "_sum", "_total"):
+        names |= {n.removesuffix(suffix) for n in names if n.endswith(suffix)}
+    return names
 
 
 def client_for(stack: Stack, **headers: str) -> ApiClient:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -17,10 +18,11 @@ from tests.helpers import ApiClient
 
 def _kill_each_attempt(api: ApiClient, task_id: str, attempts: int) -> None:
     for attempt in range(1, attempts + 1):
-        view = api.wait_task(
-            task_id, lambda t, n=attempt: t["state"] == "STARTED" and t["attempts"] == n
-        )
-        os.kill(view["worker_pid"], signal.SIGKILL)
+
+        def running(view: dict[str, Any], n: int = attempt) -> bool:
+            return bool(view["state"] == "STARTED" and view["attempts"] == n)
+
+        os.kill(api.wait_task(task_id, running)["worker_pid"], signal.SIGKILL)
 
 
 def test_poison_message_lands_in_dead_letters_and_can_be_requeued_or_discarded(

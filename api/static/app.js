@@ -232,9 +232,8 @@
       row.bar.value = Math.min(Math.max(progress.current, 0), total);
       row.count.textContent = `${formatNumber(progress.current)}/${formatNumber(progress.total)}`;
       row.cells.message.textContent = progress.message || "";
-    } else if (view.state === "SUCCESS") {
-      row.bar.value = row.bar.max;
     }
+    if (view.state === "SUCCESS") row.bar.value = row.bar.max;
 
     const result = row.cells.result;
     result.replaceChildren();

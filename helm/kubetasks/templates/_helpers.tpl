@@ -1,0 +1,205 @@
+{{/* Names, labels and the pieces every pod shares. */}}
+
+{{- define "kubetasks.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name, truncated to 63 characters (DNS label limit). */}}
+{{- define "kubetasks.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "kubetasks.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Common labels; call with (dict "ctx" $ "component" "api"). */}}
+{{- define "kubetasks.labels" -}}
+helm.sh/chart: {{ include "kubetasks.chart" .ctx }}
+{{ include "kubetasks.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: kubetasks
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "kubetasks.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kubetasks.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+{{- if .component }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+{{- end }}
+
+{{- define "kubetasks.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "kubetasks.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "kubetasks.image" -}}
+{{- printf "%s:%s" .image.repository (default .ctx.Chart.AppVersion .image.tag) }}
+{{- end }}
+
+{{/* Secret names: an existing Secret wins over the one the chart generates. */}}
+{{- define "kubetasks.apiKeySecretName" -}}
+{{- default (printf "%s-api-key" (include "kubetasks.fullname" .)) .Values.api.apiKey.existingSecret }}
+{{- end }}
+
+{{- define "kubetasks.redisSecretName" -}}
+{{- default (printf "%s-redis" (include "kubetasks.fullname" .)) .Values.redis.auth.existingSecret }}
+{{- end }}
+
+{{- define "kubetasks.flowerSecretName" -}}
+{{- default (printf "%s-flower" (include "kubetasks.fullname" .)) .Values.flower.auth.existingSecret }}
+{{- end }}
+
+{{- define "kubetasks.redisHost" -}}
+{{- printf "%s-redis" (include "kubetasks.fullname" .) }}
+{{- end }}
+
+{{/*
+A secret value generated once and then kept: on upgrade the value already stored in the
+cluster is reused. Call with (dict "ctx" $ "name" <secret> "key" <key> "value" <fresh value>);
+returns the base64 value.
+*/}}
+{{- define "kubetasks.keptSecretValue" -}}
+{{- $existing := lookup "v1" "Secret" .ctx.Release.Namespace .name }}
+{{- if and $existing $existing.data (hasKey $existing.data .key) }}
+{{- index $existing.data .key }}
+{{- else }}
+{{- .value | b64enc }}
+{{- end }}
+{{- end }}
+
+{{/* Pod security context of the restricted Pod Security Standard. */}}
+{{- define "kubetasks.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .runAsUser }}
+runAsGroup: {{ .runAsGroup }}
+fsGroup: {{ .fsGroup }}
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* devMode (skaffold dev) leaves the root filesystem writable for file sync. */}}
+{{- define "kubetasks.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: {{ not .Values.devMode }}
+runAsNonRoot: true
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
+KUBETASKS_REDIS_URL (and what it is built from) for every kubetasks container: the in-release
+Redis with the password from its Secret (a dependent variable, so the password never lands in a
+ConfigMap), or the whole URL from the external Secret.
+*/}}
+{{- define "kubetasks.redisEnv" -}}
+{{- if .Values.redis.enabled }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "kubetasks.redisSecretName" . }}
+      key: {{ .Values.redis.auth.existingSecretKey }}
+- name: KUBETASKS_REDIS_URL
+  value: "redis://:$(REDIS_PASSWORD)@{{ include "kubetasks.redisHost" . }}:6379/0"
+{{- else }}
+- name: KUBETASKS_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.externalRedis.existingSecret }}
+      key: {{ .Values.externalRedis.existingSecretKey }}
+{{- end }}
+{{- end }}
+
+{{/* Environment of api, worker and flower containers. */}}
+{{- define "kubetasks.commonEnv" -}}
+{{ include "kubetasks.redisEnv" . }}
+{{- with .Values.settings.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Restarts pods when the shared settings change. */}}
+{{- define "kubetasks.configChecksum" -}}
+checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- end }}
+
+{{/* Pod-wide scheduling fields; call with the component's values. */}}
+{{- define "kubetasks.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{- define "kubetasks.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Refuse values that would deploy a broken release; rendered once from validate.yaml. */}}
+{{- define "kubetasks.validateValues" -}}
+{{- $worker := .Values.worker }}
+{{- $minGrace := add (int (ceil $worker.softShutdownTimeoutSeconds)) 10 }}
+{{- if lt (int $worker.terminationGracePeriodSeconds) $minGrace }}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%v) must be at least worker.softShutdownTimeoutSeconds (%v) + 10, or Kubernetes kills workers before running tasks are requeued" $worker.terminationGracePeriodSeconds $worker.softShutdownTimeoutSeconds) }}
+{{- end }}
+{{- if ge (int .Values.api.gracefulShutdownSeconds) (int .Values.api.terminationGracePeriodSeconds) }}
+{{- fail (printf "api.gracefulShutdownSeconds (%v) must be lower than api.terminationGracePeriodSeconds (%v)" .Values.api.gracefulShutdownSeconds .Values.api.terminationGracePeriodSeconds) }}
+{{- end }}
+{{- $scaling := $worker.autoscaling }}
+{{- if and (ne $scaling.mode "none") (gt (int $scaling.minReplicas) (int $scaling.maxReplicas)) }}
+{{- fail (printf "worker.autoscaling.minReplicas (%v) must not exceed worker.autoscaling.maxReplicas (%v)" $scaling.minReplicas $scaling.maxReplicas) }}
+{{- end }}
+{{- if and (eq $scaling.mode "hpa") (eq (int $scaling.minReplicas) 0) (not $scaling.hpa.allowScaleToZero) }}
+{{- fail "worker.autoscaling.minReplicas 0 with mode hpa needs the HPAScaleToZero feature gate: set worker.autoscaling.hpa.allowScaleToZero=true, or use mode keda" }}
+{{- end }}
+{{- if and (eq $scaling.mode "none") (eq (int $scaling.minReplicas) 0) }}
+{{- fail "worker.autoscaling.minReplicas 0 (scale to zero) needs worker.autoscaling.mode keda or hpa" }}
+{{- end }}
+{{- if and (not .Values.redis.enabled) (not .Values.externalRedis.existingSecret) }}
+{{- fail "redis.enabled=false needs externalRedis.existingSecret: a Secret holding the Redis URL" }}
+{{- end }}
+{{- if and .Values.api.autoscaling.enabled (gt (int .Values.api.autoscaling.minReplicas) (int .Values.api.autoscaling.maxReplicas)) }}
+{{- fail "api.autoscaling.minReplicas must not exceed api.autoscaling.maxReplicas" }}
+{{- end }}
+{{- end }}
+
+{{/* A Flower path under its url prefix; call with (dict "prefix" <prefix> "path" <path>). */}}
+{{- define "kubetasks.flower.path" -}}
+{{- if .prefix }}/{{ .prefix }}/{{ .path }}{{ else }}/{{ .path }}{{ end }}
+{{- end }}

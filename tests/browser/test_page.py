@@ -1,0 +1,256 @@
+"""The web page at `/`, driven in a real Chromium against a real API, worker and Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from devstack.processes import Stack
+from tests.helpers import ApiClient, wait_for
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium", allow_module_level=True)
+
+from playwright.sync_api import (  # noqa: E402
+    Browser,
+    ConsoleMessage,
+    Page,
+    Request,
+    Route,
+    expect,
+    sync_playwright,
+)
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+LOCAL_HOSTS = {"127.0.0.1"}
+XSS = '<img src=x onerror="window.__xss=1">'
+MS = 1000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page_errors() -> list[str]:
+    """Script errors and console errors of `page`; a test may drop the ones it expects."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, stack: Stack, page_errors: list[str]) -> Iterator[Page]:
+    """A fresh page on the stack; fails the test on any script or console error in the page."""
+    context = browser.new_context(base_url=stack.api_url)
+    opened = context.new_page()
+    errors = page_errors
+    opened.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error" and "favicon" not in message.text:
+            errors.append(f"console: {message.text}")
+
+    opened.on("console", on_console)
+    try:
+        yield opened
+    finally:
+        context.close()
+    assert not errors, errors
+
+
+def submit_from_page(page: Page, testid: str) -> str:
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and urlsplit(r.url).path == "/tasks"
+    ) as info:
+        page.get_by_test_id(testid).click()
+    response = info.value
+    assert response.status == 202, response.text()
+    task_id: str = response.json()["task_id"]
+    return task_id
+
+
+def progress_value(page: Page, task_id: str) -> float:
+    value: float = page.eval_on_selector(
+        f'tr[data-task-id="{task_id}"] [data-field="progress"] progress', "bar => bar.value"
+    )
+    return value
+
+
+def open_page(page: Page) -> None:
+    page.goto("/")
+    expect(page.get_by_test_id("tasks-body")).to_have_attribute("data-loaded", "true")
+
+
+def test_short_task_gets_one_row_that_progresses_to_success(page: Page) -> None:
+    open_page(page)
+    task_id = submit_from_page(page, "submit-short")
+    selector = f'tr[data-task-id="{task_id}"]'
+    row = page.locator(selector)
+    expect(row).to_have_count(1)
+
+    state = row.locator('[data-field="state"]')
+    expect(state).to_have_text("STARTED", timeout=15 * MS)
+    expect(row).to_have_attribute("data-follow", "stream")  # Server-Sent Events, not polling
+    page.wait_for_function(
+        "sel => document.querySelector(sel + ' progress').value >= 1",
+        arg=selector,
+        timeout=10 * MS,
+    )
+    first = progress_value(page, task_id)
+    expect(row).to_have_count(1)
+    page.wait_for_function(
+        "([sel, before]) => document.querySelector(sel + ' progress').value > before",
+        arg=[selector, first],
+        timeout=10 * MS,
+    )
+    assert progress_value(page, task_id) > first
+    expect(row).to_have_count(1)
+
+    expect(state).to_have_text("SUCCESS", timeout=25 * MS)
+    expect(row).to_have_count(1)
+    bar = row.locator("progress")
+    assert bar.evaluate("b => b.value === b.max")
+    expect(row.get_by_test_id("cancel")).to_be_disabled()
+    expect(row.locator('[data-field="result"]')).to_have_text("true")
+
+
+def test_result_with_markup_is_shown_as_text(page: Page, api: ApiClient) -> None:
+    task_id = api.submit("sleep", {"seconds": 0, "note": XSS})
+    view = api.wait_task(task_id, {"SUCCESS"}, timeout=20)
+    assert view["result"] == XSS
+
+    open_page(page)
+    row = page.locator(f'tr[data-task-id="{task_id}"]')
+    expect(row).to_have_count(1)
+    expect(row.locator('[data-field="state"]')).to_have_text("SUCCESS")
+    result = row.locator('[data-field="result"]')
+    assert result.text_content() == XSS
+    assert page.locator("table img").count() == 0
+    assert page.locator("img").count() == 0
+    assert page.evaluate("typeof window.__xss") == "undefined"
+
+
+def test_cancel_from_the_page_revokes_the_task(page: Page, api: ApiClient) -> None:
+    open_page(page)
+    task_id = submit_from_page(page, "submit-long")
+    row = page.locator(f'tr[data-task-id="{task_id}"]')
+    state = row.locator('[data-field="state"]')
+    expect(state).to_have_text("STARTED", timeout=15 * MS)
+
+    cancel = row.get_by_test_id("cancel")
+    expect(cancel).to_be_enabled()
+    cancel.click()
+    expect(state).to_have_text("REVOKED", timeout=15 * MS)
+    expect(cancel).to_be_disabled()
+    expect(row).to_have_count(1)
+    expect(page.get_by_test_id("status")).to_contain_text("Cancelled")
+
+    # The worker lets go of the task, and the record stays REVOKED afterwards.
+    wait_for(lambda: api.queue("default")["in_flight"] == 0, 20, "the worker to drop the task")
+    assert api.task(task_id)["state"] == "REVOKED"
+
+
+def test_page_loads_nothing_from_outside_this_host(page: Page) -> None:
+    requested: list[str] = []
+    blocked: list[str] = []
+
+    def on_request(request: Request) -> None:
+        requested.append(request.url)
+
+    def only_local(route: Route) -> None:
+        parts = urlsplit(route.request.url)
+        if parts.scheme in ("http", "https") and parts.hostname not in LOCAL_HOSTS:
+            blocked.append(route.request.url)
+            route.abort("internetdisconnected")
+        else:
+            route.continue_()
+
+    page.on("request", on_request)
+    page.route("**/*", only_local)
+    open_page(page)
+    # Two polls of the queues panel: the page is up and running, not just parsed.
+    page.wait_for_function(
+        "() => Number(document.querySelector('[data-testid=queues]').dataset.polls) >= 2",
+        timeout=10 * MS,
+    )
+    expect(page.locator('#queues-body tr[data-queue="default"]')).to_have_count(1)
+
+    outside = [
+        url
+        for url in requested
+        if urlsplit(url).scheme not in ("data", "blob")
+        and urlsplit(url).hostname not in LOCAL_HOSTS
+    ]
+    assert not outside, outside
+    assert not blocked, blocked
+    paths = {urlsplit(url).path for url in requested}
+    assert {"/", "/static/app.js", "/static/style.css", "/tasks", "/queues"} <= paths, paths
+
+
+def test_follows_by_polling_when_the_event_stream_fails(
+    page: Page, api: ApiClient, page_errors: list[str]
+) -> None:
+    page.route("**/tasks/*/events", lambda route: route.abort("failed"))
+    task_id = api.submit("sleep", {"seconds": 4})
+    api.wait_task(task_id, {"STARTED"}, timeout=15)
+
+    open_page(page)
+    row = page.locator(f'tr[data-task-id="{task_id}"]')
+    expect(row).to_have_attribute("data-follow", "poll")
+    expect(row.locator('[data-field="state"]')).to_have_text("SUCCESS", timeout=15 * MS)
+    expect(row).to_have_count(1)
+    # Chromium logs each aborted stream request; nothing else may fail.
+    page_errors[:] = [e for e in page_errors if "net::ERR_FAILED" not in e]
+
+
+def test_api_key_is_asked_for_and_sent(browser: Browser, make_stack: Callable[..., Stack]) -> None:
+    private = make_stack(api_key="s3cret-key")
+    private.start_redis()
+    private.start_api()
+    context = browser.new_context(base_url=private.api_url)
+    try:
+        page = context.new_page()
+        page.goto("/")
+        status = page.get_by_test_id("status")
+        expect(status).to_contain_text("missing X-API-Key header")
+        expect(status).to_contain_text("401")
+        expect(status).to_have_attribute("data-kind", "error")
+
+        page.get_by_test_id("api-key").fill("wrong")
+        page.get_by_test_id("api-key-save").click()
+        expect(status).to_contain_text("does not match", timeout=5 * MS)
+        expect(status).to_contain_text("403")
+
+        with page.expect_request(lambda r: urlsplit(r.url).path == "/queues") as sent:
+            page.get_by_test_id("api-key").fill("s3cret-key")
+            page.get_by_test_id("api-key-save").click()
+        expect(status).not_to_have_attribute("data-kind", "error", timeout=5 * MS)
+        assert sent.value.headers.get("x-api-key") == "s3cret-key"
+        expect(page.get_by_test_id("tasks-body")).to_have_attribute("data-loaded", "true")
+
+        page.reload()  # the key survives in localStorage
+        expect(page.get_by_test_id("api-key")).to_have_value("s3cret-key")
+        expect(page.get_by_test_id("tasks-body")).to_have_attribute("data-loaded", "true")
+        expect(status).not_to_have_attribute("data-kind", "error")
+    finally:
+        context.close()

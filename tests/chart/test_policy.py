@@ -1,0 +1,336 @@
+"""Policy assertions on the rendered objects: Pod Security Standard "restricted", resources,
+probes, labels and selectors, autoscaling, shutdown timing and the Redis NetworkPolicy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .rendering import (
+    CI_VALUES,
+    RELEASE,
+    Manifest,
+    by_kind,
+    one,
+    pod_spec,
+    render,
+    workloads,
+)
+
+CI = {path.stem.removesuffix("-values"): path for path in CI_VALUES}
+STANDARD_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+)
+
+
+@pytest.fixture(scope="module", params=sorted(CI), ids=str)
+def manifests(request: pytest.FixtureRequest) -> list[Manifest]:
+    return render([CI[request.param]])
+
+
+def containers(manifest: Manifest) -> list[dict[str, Any]]:
+    spec = pod_spec(manifest)
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["name"]: item for item in container.get("env", [])}
+
+
+def test_every_pod_meets_the_restricted_pod_security_standard(manifests: list[Manifest]) -> None:
+    for workload in workloads(manifests):
+        spec = pod_spec(workload)
+        pod_ctx = spec["securityContext"]
+        assert pod_ctx["runAsNonRoot"] is True
+        assert pod_ctx["runAsUser"] > 0
+        assert pod_ctx["seccompProfile"]["type"] == "RuntimeDefault"
+        assert spec.get("hostNetwork") is not True and spec.get("hostPID") is not True
+        for container in containers(workload):
+            ctx = container["securityContext"]
+            where = f"{workload['metadata']['name']}/{container['name']}"
+            assert ctx["allowPrivilegeEscalation"] is False, where
+            assert ctx["capabilities"]["drop"] == ["ALL"], where
+            assert "add" not in ctx["capabilities"], where
+            assert ctx["readOnlyRootFilesystem"] is True, where
+            assert ctx["runAsNonRoot"] is True, where
+            assert ctx["seccompProfile"]["type"] == "RuntimeDefault", where
+            assert ctx.get("privileged") is not True, where
+
+
+def test_no_pod_mounts_a_service_account_token(manifests: list[Manifest]) -> None:
+    for account in by_kind(manifests, "ServiceAccount"):
+        assert account["automountServiceAccountToken"] is False
+    for workload in workloads(manifests):
+        assert pod_spec(workload)["automountServiceAccountToken"] is False
+
+
+def test_every_container_has_requests_and_a_memory_limit(manifests: list[Manifest]) -> None:
+    for workload in workloads(manifests):
+        for container in containers(workload):
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= resources["requests"].keys(), container["name"]
+            assert "memory" in resources["limits"], container["name"]
+
+
+def test_long_running_containers_have_probes(manifests: list[Manifest]) -> None:
+    for workload in workloads(manifests):
+        if workload["kind"] == "Pod":  # the helm test hook runs to completion
+            continue
+        for container in pod_spec(workload)["containers"]:
+            for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+                assert probe in container, f"{container['name']} lacks {probe}"
+
+
+def test_worker_probes_use_heartbeat_and_ready_files_never_celery_ping(
+    manifests: list[Manifest],
+) -> None:
+    worker = pod_spec(one(manifests, "Deployment", "-worker"))["containers"][0]
+    assert worker["livenessProbe"]["exec"]["command"] == ["python", "-m", "worker.probe", "live"]
+    assert worker["readinessProbe"]["exec"]["command"] == ["python", "-m", "worker.probe", "ready"]
+    assert worker["startupProbe"]["exec"]["command"] == ["python", "-m", "worker.probe", "live"]
+    startup = worker["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
+    for workload in workloads(manifests):
+        assert "inspect" not in str(pod_spec(workload)), "celery inspect ping must not be a probe"
+
+
+def test_writable_tmp_is_an_empty_dir(manifests: list[Manifest]) -> None:
+    for suffix in ("-api", "-worker"):
+        spec = pod_spec(one(manifests, "Deployment", suffix))
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]]
+
+
+def test_labels_are_standard_and_selectors_match(manifests: list[Manifest]) -> None:
+    for manifest in manifests:
+        labels = manifest["metadata"]["labels"]
+        for key in STANDARD_LABELS:
+            assert key in labels, f"{manifest['kind']}/{manifest['metadata']['name']} lacks {key}"
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+    for workload in workloads(manifests):
+        if workload["kind"] == "Pod":
+            continue
+        selector = workload["spec"]["selector"]["matchLabels"]
+        pod_labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= pod_labels.items()
+        assert "app.kubernetes.io/component" in selector
+    pods = [
+        w["spec"]["template"]["metadata"]["labels"]
+        for w in workloads(manifests)
+        if w["kind"] != "Pod"
+    ]
+    for service in by_kind(manifests, "Service"):
+        selector = service["spec"]["selector"]
+        matched = [labels for labels in pods if selector.items() <= labels.items()]
+        assert len(matched) == 1, f"Service {service['metadata']['name']} selects {len(matched)}"
+
+
+def test_service_ports_exist_on_the_selected_pods(manifests: list[Manifest]) -> None:
+    templates = [w["spec"]["template"] for w in workloads(manifests) if w["kind"] != "Pod"]
+    for service in by_kind(manifests, "Service"):
+        selector = service["spec"]["selector"]
+        template = next(t for t in templates if selector.items() <= t["metadata"]["labels"].items())
+        names = {p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in names
+
+
+def test_worker_is_scaled_by_hpa_or_keda_never_both(manifests: list[Manifest]) -> None:
+    worker = one(manifests, "Deployment", "-worker")
+    hpas = [
+        h
+        for h in by_kind(manifests, "HorizontalPodAutoscaler")
+        if h["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
+    ]
+    scaled = [
+        s
+        for s in by_kind(manifests, "ScaledObject")
+        if s["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
+    ]
+    assert len(hpas) + len(scaled) <= 1
+    if hpas or scaled:
+        assert "replicas" not in worker["spec"], "the autoscaler owns replicas"
+    else:
+        assert worker["spec"]["replicas"] >= 1
+
+
+def test_api_replicas_belong_to_its_hpa_when_enabled(manifests: list[Manifest]) -> None:
+    api = one(manifests, "Deployment", "-api")
+    hpas = [
+        h
+        for h in by_kind(manifests, "HorizontalPodAutoscaler")
+        if h["metadata"]["name"] == api["metadata"]["name"]
+    ]
+    assert ("replicas" in api["spec"]) == (not hpas)
+
+
+def test_worker_grace_period_outlasts_the_soft_shutdown(manifests: list[Manifest]) -> None:
+    config = one(manifests, "ConfigMap", "-config")["data"]
+    soft = float(config["KUBETASKS_WORKER_SOFT_SHUTDOWN_TIMEOUT"])
+    worker = one(manifests, "Deployment", "-worker")
+    assert pod_spec(worker)["terminationGracePeriodSeconds"] >= soft + 10
+    container = pod_spec(worker)["containers"][0]
+    assert env_of(container)["REMAP_SIGTERM"]["value"] == "SIGQUIT"
+
+
+def test_api_graceful_shutdown_fits_in_the_grace_period(manifests: list[Manifest]) -> None:
+    api = pod_spec(one(manifests, "Deployment", "-api"))
+    flag = next(a for a in api["containers"][0]["command"] if "--timeout-graceful-shutdown" in a)
+    assert int(flag.split("=")[1]) < api["terminationGracePeriodSeconds"]
+
+
+def test_kubetasks_containers_get_the_redis_url(manifests: list[Manifest]) -> None:
+    for workload in workloads(manifests):
+        for container in pod_spec(workload)["containers"]:
+            if container["name"] in {"api", "worker", "flower"}:
+                assert "KUBETASKS_REDIS_URL" in env_of(container)
+
+
+def test_redis_network_policy_admits_only_api_worker_and_flower(manifests: list[Manifest]) -> None:
+    statefulsets = by_kind(manifests, "StatefulSet")
+    policies = by_kind(manifests, "NetworkPolicy")
+    if not statefulsets:
+        assert not policies
+        return
+    redis_labels = statefulsets[0]["spec"]["template"]["metadata"]["labels"]
+    policy = one(policies, "NetworkPolicy", "-redis")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= redis_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    [rule] = policy["spec"]["ingress"]
+    [peer] = rule["from"]
+    expressions = {e["key"]: e for e in peer["podSelector"]["matchExpressions"]}
+    assert set(expressions["app.kubernetes.io/component"]["values"]) == {"api", "worker", "flower"}
+    assert expressions["app.kubernetes.io/instance"]["values"] == [RELEASE]
+    assert "namespaceSelector" not in peer
+    assert [p["port"] for p in rule["ports"]] == ["redis"]
+
+
+def test_redis_persists_with_aof_and_never_evicts() -> None:
+    manifests = render([CI["default"]])
+    conf = one(manifests, "ConfigMap", "-redis")["data"]["redis.conf"]
+    assert "appendonly yes" in conf.splitlines()
+    assert "maxmemory-policy noeviction" in conf.splitlines()
+    statefulset = one(manifests, "StatefulSet", "-redis")
+    assert statefulset["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    service = one(manifests, "Service", "-redis")
+    assert service["spec"]["clusterIP"] == "None"
+    assert statefulset["spec"]["serviceName"] == service["metadata"]["name"]
+    image = pod_spec(statefulset)["containers"][0]["image"]
+    assert image.startswith("docker.io/library/redis:"), "official image, no Bitnami"
+
+
+def test_external_redis_uses_the_url_secret_and_renders_no_redis() -> None:
+    manifests = render([CI["external-redis"]])
+    assert not by_kind(manifests, "StatefulSet")
+    assert not by_kind(manifests, "Secret"), "every secret comes from an existing Secret"
+    api = pod_spec(one(manifests, "Deployment", "-api"))["containers"][0]
+    url = env_of(api)["KUBETASKS_REDIS_URL"]["valueFrom"]["secretKeyRef"]
+    assert url == {"name": "kubetasks-external-redis", "key": "url"}
+
+
+def test_generated_secrets_are_referenced_by_the_pods() -> None:
+    manifests = render([CI["default"]])
+    secrets = {s["metadata"]["name"]: s for s in by_kind(manifests, "Secret")}
+    api = pod_spec(one(manifests, "Deployment", "-api"))["containers"][0]
+    key_ref = env_of(api)["KUBETASKS_API_KEY"]["valueFrom"]["secretKeyRef"]
+    assert key_ref["key"] in secrets[key_ref["name"]]["data"]
+    password = env_of(api)["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert password["key"] in secrets[password["name"]]["data"]
+    url = env_of(api)["KUBETASKS_REDIS_URL"]["value"]
+    assert url == "redis://:$(REDIS_PASSWORD)@kubetasks-redis:6379/0"
+    flower = pod_spec(one(manifests, "Deployment", "-flower"))["containers"][0]
+    auth = env_of(flower)["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"]
+    assert auth["key"] in secrets[auth["name"]]["data"]
+
+
+def test_hpa_scales_the_worker_on_the_backlog_of_its_queues() -> None:
+    manifests = render([CI["hpa"]])
+    hpa = one(manifests, "HorizontalPodAutoscaler", "-worker")
+    [metric] = hpa["spec"]["metrics"]
+    assert metric["type"] == "External"
+    assert metric["external"]["metric"]["name"] == "kubetasks_queue_backlog"
+    expressions = {
+        e["key"]: e["values"] for e in metric["external"]["metric"]["selector"]["matchExpressions"]
+    }
+    assert expressions["queue"] == ["default"]
+    assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": "20"}
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] > 0
+    assert not by_kind(manifests, "ScaledObject")
+
+
+@pytest.mark.parametrize("config", ["keda", "scale-to-zero"])
+def test_keda_scales_the_worker_on_the_summed_max_backlog(config: str) -> None:
+    manifests = render([CI[config]])
+    scaled = one(manifests, "ScaledObject", "-worker")
+    assert (
+        scaled["spec"]["scaleTargetRef"]["name"]
+        == one(manifests, "Deployment", "-worker")["metadata"]["name"]
+    )
+    [trigger] = scaled["spec"]["triggers"]
+    query = trigger["metadata"]["query"]
+    assert query.startswith("sum(max by (queue) (kubetasks_queue_backlog{")
+    assert 'queue=~"default|cpu"' in query
+    assert not [
+        h
+        for h in by_kind(manifests, "HorizontalPodAutoscaler")
+        if h["spec"]["scaleTargetRef"]["name"].endswith("-worker")
+    ]
+    if config == "scale-to-zero":
+        assert scaled["spec"]["minReplicaCount"] == 0
+
+
+def test_flower_probes_and_scrape_path_honour_the_url_prefix() -> None:
+    manifests = render([CI["ingress-monitoring"]])
+    flower = pod_spec(one(manifests, "Deployment", "-flower"))["containers"][0]
+    assert "--url_prefix=flower" in flower["command"]
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert flower[probe]["httpGet"]["path"] == "/flower/healthcheck"
+    monitor = one(manifests, "ServiceMonitor", "-flower")
+    assert monitor["spec"]["endpoints"][0]["path"] == "/flower/metrics"
+
+
+def test_api_ingress_routes_to_the_api_service_with_tls() -> None:
+    manifests = render([CI["ingress-monitoring"]])
+    ingress = one(manifests, "Ingress", "-api")
+    service = one(manifests, "Service", "-api")
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {
+        "name": service["metadata"]["name"],
+        "port": {"number": service["spec"]["ports"][0]["port"]},
+    }
+    assert ingress["spec"]["tls"][0]["hosts"] == ["tasks.example.com"]
+
+
+def test_helm_test_hook_submits_through_the_api_service() -> None:
+    manifests = render([CI["default"]])
+    pod = one(manifests, "Pod", "-test-submit-task")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    container = pod["spec"]["containers"][0]
+    api = one(manifests, "Deployment", "-api")
+    assert container["image"] == pod_spec(api)["containers"][0]["image"]
+    service = one(manifests, "Service", "-api")
+    url = env_of(container)["KUBETASKS_TEST_URL"]["value"]
+    assert url == f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
+    assert "X-API-Key" in container["command"][2]
+    assert "KUBETASKS_TEST_API_KEY" in env_of(container)
+
+
+def test_config_map_carries_settings_as_the_contract_expects(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        "worker:\n  queues: [default, images]\n  concurrency: 4\n"
+        "settings:\n  tombstoneTtlSeconds: 1209600\n"
+    )
+    config = one(render([values]), "ConfigMap", "-config")["data"]
+    assert config["KUBETASKS_WORKER_QUEUES"] == '["default","images"]'
+    assert config["KUBETASKS_WORKER_CONCURRENCY"] == "4"
+    assert config["KUBETASKS_TOMBSTONE_TTL_SECONDS"] == "1209600"
+    assert all(key.startswith("KUBETASKS_") for key in config)
