@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
-from devstack.processes import Stack
-from tests.helpers import ApiClient, wait_for
-
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium", allow_module_level=True)
-
-from playwright.sync_api import (  # noqa: E402
+from playwright.sync_api import (
     Browser,
     ConsoleMessage,
     Page,
@@ -24,6 +15,10 @@ from playwright.sync_api import (  # noqa: E402
     expect,
     sync_playwright,
 )
+
+from devstack.processes import Stack
+from tests.helpers import ApiClient, wait_for
+from tests.tooling import require_binary
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -42,9 +37,10 @@ MS = 1000
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    chromium = require_binary("chromium", "apt-get install -y chromium")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
         )
         try:
             yield launched

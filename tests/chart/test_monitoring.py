@@ -46,9 +46,6 @@ def test_api_flower_and_workers_are_scraped(monitored: list[dict[str, object]]) 
     assert one(monitored, "ServiceMonitor", "-flower")
 
 
-@pytest.mark.skipif(
-    not RULES_FILE.exists(), reason="files/prometheus/alerts.rules.yaml not yet written"
-)
 def test_prometheus_rule_embeds_the_groups_of_the_rules_file(
     monitored: list[dict[str, object]],
 ) -> None:
@@ -56,7 +53,6 @@ def test_prometheus_rule_embeds_the_groups_of_the_rules_file(
     assert rule["spec"]["groups"] == yaml.safe_load(RULES_FILE.read_text())["groups"]
 
 
-@pytest.mark.skipif(not DASHBOARDS, reason="files/dashboards/*.json not yet written")
 def test_dashboard_config_map_ships_every_dashboard(monitored: list[dict[str, object]]) -> None:
     config_map = one(monitored, "ConfigMap", "-dashboards")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -19,23 +17,23 @@ from typing import Any
 
 import pytest
 
+from devstack.processes import free_port
+from tests.tooling import require_binary
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-LOCKS = [REPO_ROOT / "requirements" / "api.txt", REPO_ROOT / "requirements" / "worker.txt"]
 API_KEY = "image-test-key"
 
 pytestmark = [
     pytest.mark.images,
     # A cold run debootstraps the base and builds both images inside the first test's fixtures.
     pytest.mark.timeout(900),
-    pytest.mark.skipif(
-        shutil.which("podman") is None,
-        reason="podman is not installed (apt-get install -y podman buildah runc debootstrap)",
-    ),
-    pytest.mark.skipif(
-        not all(p.exists() for p in LOCKS),
-        reason="requirements/api.txt and worker.txt are not generated yet",
-    ),
+    pytest.mark.usefixtures("podman_installed"),
 ]
+
+
+@pytest.fixture(scope="module")
+def podman_installed() -> str:
+    return require_binary("podman", "apt-get install -y podman buildah runc debootstrap")
 
 
 def load_images_tool() -> ModuleType:
@@ -47,12 +45,6 @@ def load_images_tool() -> ModuleType:
 
 
 IMAGES = load_images_tool()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def podman(
@@ -103,9 +95,7 @@ def images() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
+    server = require_binary("redis-server", "apt-get install -y redis-server")
     port = free_port()
     proc = subprocess.Popen(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],

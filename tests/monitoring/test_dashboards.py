@@ -8,9 +8,7 @@ installed Flower package) are the only other names a query may use.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.tooling import require_binary
 
 FILES = Path(__file__).resolve().parents[2] / "helm" / "kubetasks" / "files"
 DASHBOARDS = sorted((FILES / "dashboards").glob("*.json"))
@@ -232,12 +232,7 @@ def test_autoscaling_metrics_are_exposed(exposed_metric_names: set[str]) -> None
 
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     """promtool parses every panel query (Grafana variables replaced by plain values)."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        reason = "promtool missing: apt-get install -y --no-install-recommends prometheus"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    promtool = require_binary("promtool", "apt-get install -y prometheus")
     rules = []
     for dashboard in DASHBOARDS:
         for index, (_, expr) in enumerate(dashboard_queries(dashboard)):

@@ -6,14 +6,14 @@ is missing; in CI (CI=true) a missing promtool fails them, so the check can't si
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.tooling import require_binary
 
 PROMETHEUS_FILES = (
     Path(__file__).resolve().parents[2] / "helm" / "kubetasks" / "files" / "prometheus"
@@ -28,16 +28,7 @@ SEVERITIES = {"warning", "critical"}
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        reason = (
-            "promtool not found: install Debian's prometheus package "
-            "(apt-get install -y --no-install-recommends prometheus)"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
+    return require_binary("promtool", "apt-get install -y prometheus")
 
 
 def run_promtool(promtool: str, *args: str, cwd: Path) -> str:
