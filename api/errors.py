@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import metrics
-from api.store import BacklogFull, TaskExpired, TaskNotFound
+from api.store import BacklogFull, DeadLetterNotFound, TaskExpired, TaskNotFound
 from contracts.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,12 @@ def install(app: FastAPI, settings: Settings) -> None:
     @app.exception_handler(TaskNotFound)
     async def not_found(_: Request, exc: TaskNotFound) -> JSONResponse:
         return error(404, "task_not_found", f"no task with id {exc.args[0]!r} was submitted")
+
+    @app.exception_handler(DeadLetterNotFound)
+    async def not_dead(_: Request, exc: DeadLetterNotFound) -> JSONResponse:
+        return error(
+            404, "dead_letter_not_found", f"task {exc.args[0]!r} is not in the dead-letter list"
+        )
 
     @app.exception_handler(TaskExpired)
     async def expired(_: Request, exc: TaskExpired) -> JSONResponse:

@@ -29,6 +29,10 @@ class TaskExpired(Exception):
     """The task existed, but its record expired."""
 
 
+class DeadLetterNotFound(Exception):
+    """The task is not in the dead-letter list (never was, or was requeued or discarded)."""
+
+
 class BacklogFull(Exception):
     def __init__(self, queue: str, ready: int, limit: int) -> None:
         super().__init__(f"queue {queue!r} holds {ready} waiting tasks (limit {limit})")
@@ -200,7 +204,13 @@ class TaskStore:
         return Overview(stats, int(delayed), int(dead), described)
 
     async def requeue_dead_letter(self, task_id: str) -> None:
-        fields = await self.get(task_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zscore(records.DEADLETTER, task_id)
+            pipe.hgetall(records.record_key(task_id))
+            dead_since, raw = await pipe.execute()
+        if dead_since is None or not raw:
+            raise DeadLetterNotFound(task_id)
+        fields = {k.decode(): v.decode() for k, v in raw.items()}
         spec = self.settings.tasks[fields[Field.NAME]]
         list_key, payload = build_message(
             spec,
@@ -216,7 +226,7 @@ class TaskStore:
             args=[task_id, list_key, payload, self.settings.tombstone_ttl_seconds],
         )
         if outcome == b"missing":
-            raise TaskNotFound(task_id)
+            raise DeadLetterNotFound(task_id)
 
     async def discard_dead_letter(self, task_id: str) -> None:
         outcome = await self._discard(
@@ -224,7 +234,7 @@ class TaskStore:
             args=[task_id, self.settings.record_ttl_seconds],
         )
         if outcome == b"missing":
-            raise TaskNotFound(task_id)
+            raise DeadLetterNotFound(task_id)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

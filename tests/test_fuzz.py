@@ -1,0 +1,30 @@
+"""Schemathesis against the live OpenAPI spec: a bounded number of generated requests per
+operation (its CLI, seeded for reproducibility), and not one 5xx answer."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from devstack.processes import ROOT, Stack
+from tests.conftest import client_for
+
+MAX_EXAMPLES = 10
+
+
+def test_no_generated_request_gets_a_server_error(stack: Stack) -> None:
+    with client_for(stack) as api:
+        api.submit("sleep", {"seconds": 0})  # something to list, read and cancel
+    argv = [
+        sys.executable, "-m", "schemathesis.cli", "run", f"{stack.api_url}/openapi.json",
+        "--checks", "not_a_server_error",
+        "--max-examples", str(MAX_EXAMPLES),
+        "--seed", "20261125",
+        "--workers", "1",
+    ]  # fmt: skip
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    counts = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
+    assert counts, result.stdout[-2000:]
+    assert int(counts.group(1)) == int(counts.group(2)) >= 100

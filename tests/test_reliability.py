@@ -1,0 +1,245 @@
+"""What the system promises when workers are stopped or killed and when Redis restarts.
+
+Each test names its promise: exactly once (one execution, one result), at least once (an
+interrupted execution runs again; attempts count every start), or refused.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from devstack.processes import ROOT, Process, Stack
+from tests.conftest import client_for
+from tests.helpers import sample, scrape, wait_for
+
+# Short limits so the visibility timeout (and so redelivery after a crash) is seconds away.
+SHORT_VISIBILITY = {
+    "KUBETASKS_TASK_TIME_LIMITS": '{"sleep": 8, "primes": 8, "flaky": 8, "thumbnail": 8}',
+    "KUBETASKS_VISIBILITY_TIMEOUT_SECONDS": "13",
+}
+
+
+def kill_tree(process: Process) -> None:
+    """SIGKILL a worker and its pool processes at once, as when a node or pod dies."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    for pid in [process.pid, *map(int, children)]:
+        os.kill(pid, signal.SIGKILL)
+    process.popen.wait(10)
+
+
+def test_sigterm_lets_a_running_task_finish_exactly_once(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack()
+    stack.start_redis()
+    stack.start_api()
+    worker = stack.start_worker()
+    with client_for(stack) as api:
+        task_id = api.submit("sleep", {"seconds": 2})
+        api.wait_task(task_id, {"STARTED"})
+        assert worker.stop(signal.SIGTERM, timeout=30) == 0
+        view = api.task(task_id)
+        assert view["state"] == "SUCCESS"
+        assert view["attempts"] == 1
+
+
+def test_sigterm_past_the_soft_shutdown_timeout_requeues_and_completes_once_elsewhere(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack(env={"KUBETASKS_WORKER_SOFT_SHUTDOWN_TIMEOUT": "2", **SHORT_VISIBILITY})
+    stack.start_redis()
+    stack.start_api()
+    first = stack.start_worker("first")
+    with client_for(stack) as api:
+        task_id = api.submit("sleep", {"seconds": 6})
+        api.wait_task(task_id, {"STARTED"})
+        first.stop(signal.SIGTERM, timeout=30)
+        stack.start_worker("second")
+        done = api.wait_task(task_id, timeout=45)
+        assert done["state"] == "SUCCESS"
+        assert done["attempts"] == 2  # at least once: the interrupted start counts
+        assert done["worker"].startswith("second@")
+
+
+def test_killed_worker_task_is_redelivered_after_the_visibility_timeout(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack(env=SHORT_VISIBILITY)
+    stack.start_redis()
+    stack.start_api()
+    first = stack.start_worker("first")
+    with client_for(stack) as api:
+        task_id = api.submit("sleep", {"seconds": 3})
+        api.wait_task(task_id, {"STARTED"})
+        kill_tree(first)
+        stack.start_worker("second")
+        done = api.wait_task(task_id, timeout=45)
+        assert done["state"] == "SUCCESS"
+        assert done["attempts"] == 2
+        assert done["worker"].startswith("second@")
+
+
+def test_countdown_longer_than_the_visibility_timeout_runs_once(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack(env=SHORT_VISIBILITY)
+    stack.start_redis()
+    stack.start_api()
+    worker = stack.start_worker()
+    assert worker.metrics_url
+    with client_for(stack) as api:
+        task_id = api.submit("sleep", {"seconds": 0}, countdown=16)
+        done = api.wait_task(task_id, timeout=45)
+        assert done["state"] == "SUCCESS"
+        assert done["attempts"] == 1
+        wait_for(
+            lambda: (
+                api.queue("default")["backlog"] == 0 and api.get("/queues").json()["delayed"] == 0
+            ),
+            10,
+            "nothing left queued or delayed",
+        )
+    started = sample(scrape(worker.metrics_url), "kubetasks_worker_tasks_started_total")
+    assert started == 1
+
+
+def test_hard_time_limit_fails_the_task_once(make_stack: Callable[..., Stack]) -> None:
+    limits = '{"sleep": 3, "primes": 8, "flaky": 8, "thumbnail": 8}'
+    stack = make_stack(env={**SHORT_VISIBILITY, "KUBETASKS_TASK_TIME_LIMITS": limits})
+    stack.start_redis()
+    stack.start_api()
+    stack.start_worker()
+    with client_for(stack) as api:
+        task_id = api.submit("sleep", {"seconds": 20})
+        done = api.wait_task(task_id, timeout=20)
+        assert done["state"] == "FAILURE"
+        assert done["error"]["type"] in {"SoftTimeLimitExceeded", "TimeLimitExceeded"}
+        assert done["attempts"] == 1
+        wait_for(lambda: api.queue("default")["backlog"] == 0, 10, "the message to be acked")
+
+
+def test_higher_priority_is_served_first(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack()
+    stack.start_redis()
+    stack.start_api()
+    with client_for(stack) as api:
+        low = [api.submit("sleep", {"seconds": 0}, priority=0) for _ in range(3)]
+        high = [api.submit("sleep", {"seconds": 0}, priority=9) for _ in range(3)]
+        assert api.queue("default")["ready"] == 6
+        stack.start_worker(concurrency=1)
+        views = [api.wait_task(task_id) for task_id in low + high]
+    order = [v["task_id"] for v in sorted(views, key=lambda v: v["started_at"])]
+    assert set(order[:3]) == set(high)
+    assert set(order[3:]) == set(low)
+
+
+def test_redis_killed_and_restarted_with_aof_keeps_queued_tasks_and_results(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack()
+    redis = stack.start_redis(appendonly=True)
+    stack.start_api()
+    worker = stack.start_worker()
+    with client_for(stack) as api:
+        finished = [api.submit("sleep", {"seconds": 0, "note": f"n{i}"}) for i in range(3)]
+        for task_id in finished:
+            assert api.wait_task(task_id)["state"] == "SUCCESS"
+        worker.stop()
+        queued = [api.submit("sleep", {"seconds": 0}) for _ in range(5)]
+
+        redis.stop(signal.SIGKILL)
+        stack.processes.remove(redis)
+        stack.start_redis(appendonly=True)
+        wait_for(lambda: api.get("/readyz").status_code == 200, 10, "the API to reconnect")
+
+        assert api.queue("default")["ready"] == 5
+        for i, task_id in enumerate(finished):
+            assert api.task(task_id)["result"] == f"n{i}"
+        stack.start_worker("after-restart")
+        for task_id in queued:
+            assert api.wait_task(task_id)["state"] == "SUCCESS"
+
+
+def test_heartbeat_stays_fresh_during_a_long_task_and_stops_when_frozen(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack()
+    redis = stack.start_redis()
+    stack.start_api()
+    worker = stack.start_worker(pool="solo", concurrency=1)
+    env = stack.env(
+        KUBETASKS_WORKER_HEARTBEAT_FILE=str(stack.workdir / "worker" / "heartbeat"),
+        KUBETASKS_WORKER_READY_FILE=str(stack.workdir / "worker" / "ready"),
+    )
+
+    def probe(kind: str) -> bool:
+        result = subprocess.run(
+            [sys.executable, "-m", "worker.probe", kind], cwd=ROOT, env=env, timeout=30
+        )
+        return result.returncode == 0
+
+    with client_for(stack) as api:
+        task_id = api.submit("sleep", {"seconds": 8})
+        api.wait_task(task_id, {"STARTED"})
+        # The single process is busy in the task for 8 s, longer than the 5 s max age.
+        while api.task(task_id)["state"] == "STARTED":
+            assert probe("live")
+        assert api.task(task_id)["state"] == "SUCCESS"
+
+        redis.send(signal.SIGSTOP)
+        try:
+            wait_for(lambda: not probe("ready"), 15, "readiness to fail without Redis")
+            assert probe("live"), "a Redis outage must not make the worker look dead"
+        finally:
+            redis.send(signal.SIGCONT)
+        wait_for(lambda: probe("ready"), 15, "readiness to come back")
+
+        worker.send(signal.SIGSTOP)
+        try:
+            wait_for(lambda: not probe("live"), 15, "liveness to fail when the worker is frozen")
+        finally:
+            worker.send(signal.SIGCONT)
+        wait_for(lambda: probe("live"), 15, "liveness to come back")
+
+
+def test_worker_restart_starts_its_counters_from_zero(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack()
+    stack.start_redis()
+    stack.start_api()
+    worker = stack.start_worker()
+    with client_for(stack) as api:
+        for task_id in [api.submit("sleep", {"seconds": 0}) for _ in range(5)]:
+            api.wait_task(task_id)
+        worker.stop()
+        stack.processes.remove(worker)
+        worker = stack.start_worker()
+        assert worker.metrics_url
+        for task_id in [api.submit("sleep", {"seconds": 0}) for _ in range(3)]:
+            api.wait_task(task_id)
+    # Prometheus treats the drop from 5 to 3 as a counter reset; stale files are not summed in.
+    assert sample(scrape(worker.metrics_url), "kubetasks_worker_tasks_started_total") == 3
+
+
+@pytest.mark.parametrize("key", [None, "wrong"])
+def test_api_key_guards_task_data(make_stack: Callable[..., Stack], key: str | None) -> None:
+    stack = make_stack(api_key="the-right-key")
+    stack.start_redis()
+    stack.start_api()
+    headers = {"X-API-Key": key} if key else {}
+    with client_for(stack, **headers) as api:
+        expected = 403 if key else 401
+        assert api.post("/tasks", json={"type": 0}).status_code == expected
+        assert api.get("/tasks").status_code == expected
+        assert api.get("/queues").status_code == expected
+        assert api.get("/deadletters").status_code == expected
+        assert api.get("/tasks/0123456789abcdef0123456789abcdef").status_code == expected
+        assert api.get("/livez").status_code == 200
+        assert api.get("/readyz").status_code == 200
+        assert api.get("/").status_code == 200
+    with client_for(stack, **{"X-API-Key": "the-right-key"}) as api:
+        assert api.post("/tasks", json={"type": 0}).status_code == 202
