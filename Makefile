@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements/dev.txt | sha256sum | cut -c1-12)
 CHART_TEST_DEPS :=
 
--include mk/chart.mk
+-include mk/*.mk
 
 .PHONY: help venv run test lint format lock bench clean
 

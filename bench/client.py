@@ -1,0 +1,98 @@
+"""A minimal keep-alive HTTP/1.1 client on asyncio streams.
+
+Cheaper per request than httpx, so the bench process steals little CPU from the API and the
+worker on a 2-core machine. Only what the harness needs: fixed requests, Content-Length bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+HOST = "127.0.0.1"
+
+
+def raw_request(method: str, path: str, body: bytes = b"") -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\n"
+    if body:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
+) -> tuple[int, bytes]:
+    writer.write(raw)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    body = await reader.readexactly(length) if length else b""
+    return status, body
+
+
+async def _post_many(port: int, path: str, body: bytes, n: int, concurrency: int) -> Counter[int]:
+    statuses: Counter[int] = Counter()
+    remaining = n
+    raw = raw_request("POST", path, body)
+
+    async def one_connection() -> None:
+        nonlocal remaining
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            while remaining > 0:
+                remaining -= 1
+                status, _ = await _exchange(reader, writer, raw)
+                statuses[status] += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one_connection() for _ in range(concurrency)))
+    return statuses
+
+
+def post_many(port: int, path: str, body: bytes, n: int, concurrency: int = 32) -> Counter[int]:
+    """POST the same body n times over `concurrency` keep-alive connections; status counts."""
+    return asyncio.run(_post_many(port, path, body, n, concurrency))
+
+
+async def _timed(port: int, paths: list[str], timeout: float) -> list[float]:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    latencies = []
+    try:
+        for path in paths:
+            start = time.perf_counter()
+            status, body = await asyncio.wait_for(
+                _exchange(reader, writer, raw_request("GET", path)), timeout
+            )
+            latencies.append(time.perf_counter() - start)
+            if status != 200:
+                raise RuntimeError(f"GET {path} answered {status}: {body[:300]!r}")
+    finally:
+        writer.close()
+    return latencies
+
+
+def timed_gets(port: int, paths: list[str], timeout: float = 30) -> list[float]:
+    """GET each path in turn on one connection (no overlap); per-request seconds."""
+    return asyncio.run(_timed(port, paths, timeout))
+
+
+def get(port: int, path: str, timeout: float = 10) -> bytes:
+    async def once() -> bytes:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            status, body = await asyncio.wait_for(
+                _exchange(reader, writer, raw_request("GET", path)), timeout
+            )
+        finally:
+            writer.close()
+        if status != 200:
+            raise RuntimeError(f"GET {path} answered {status}: {body[:300]!r}")
+        return body
+
+    return asyncio.run(once())

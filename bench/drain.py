@@ -1,0 +1,57 @@
+"""End-to-end drain over HTTP: N no-op tasks submitted to the API until every one is SUCCESS."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+from bench import client
+from bench.config import SUBMIT_BODY, Config
+from bench.env import used_memory
+from bench.stats import summary
+from contracts.records import index_keys
+from devstack.processes import Stack, wait_until
+
+SUCCESS_INDEX = index_keys("", "SUCCESS")[0]
+
+
+def _backlog(stack: Stack) -> int:
+    """Ready plus in-flight over every queue, from GET /queues (one Lua call, no bodies read)."""
+    view = json.loads(client.get(stack.api_port, "/queues"))
+    return sum(int(q["backlog"]) for q in view["queues"]) + int(view["delayed"])
+
+
+def drain_once(stack: Stack, r: redis.Redis, n: int, connections: int) -> dict[str, Any]:
+    succeeded = int(r.zcard(SUCCESS_INDEX))
+    memory_before = used_memory(r)
+    start = time.perf_counter()
+    statuses = client.post_many(stack.api_port, "/tasks", SUBMIT_BODY, n, connections)
+    submitted_s = time.perf_counter() - start
+    if statuses.get(202) != n:
+        raise RuntimeError(f"drain submits answered {dict(statuses)}")
+    deadline = start + 300
+    while _backlog(stack) > 0 or int(r.zcard(SUCCESS_INDEX)) < succeeded + n:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{n} tasks did not drain within 300 s")
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - start
+    return {
+        "tasks_per_s": n / elapsed,
+        "submit_per_s": n / submitted_s,
+        "bytes_per_task": (used_memory(r) - memory_before) / n,
+    }
+
+
+def drain(stack: Stack, r: redis.Redis, cfg: Config) -> dict[str, Any]:
+    client.post_many(stack.api_port, "/tasks", SUBMIT_BODY, 50, 8)  # warm up
+    wait_until(lambda: _backlog(stack) == 0, 60, "the warm-up tasks to drain")
+    runs = [drain_once(stack, r, cfg.drain_tasks, cfg.connections) for _ in range(cfg.repeats)]
+    return {
+        "tasks": cfg.drain_tasks,
+        "tasks_per_s": summary([x["tasks_per_s"] for x in runs]),
+        "submit_per_s": summary([x["submit_per_s"] for x in runs]),
+        "bytes_per_task": summary([x["bytes_per_task"] for x in runs]),
+    }
