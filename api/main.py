@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connect(settings)
         app.state.store = TaskStore(redis, settings)
+        # Everything loaded so far lives as long as the process: keep the collector off it,
+        # which shortens the pauses that show up as p99 latency.
+        gc.collect()
+        gc.freeze()
         yield
         await redis.aclose()
 

@@ -86,9 +86,11 @@ def create_app(settings: Settings) -> Celery:
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
         worker_concurrency=settings.worker_concurrency,
-        worker_send_task_events=True,
+        worker_send_task_events=settings.worker_task_events,
         worker_soft_shutdown_timeout=settings.worker_soft_shutdown_timeout,
-        worker_enable_soft_shutdown_on_idle=True,
+        # Nothing waits in a worker for an ETA (countdowns wait in Redis): an idle worker exits
+        # at once instead of sitting out the soft-shutdown timeout.
+        worker_enable_soft_shutdown_on_idle=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import Authorized, SettingsDep, StoreDep
+from api.deps import Authorized, StoreDep
 from api.schemas import TaskPage, TaskView
 from contracts import records
 
@@ -15,12 +15,13 @@ router = APIRouter(prefix="/deadletters", tags=["dead letters"], dependencies=[A
 
 @router.get("", response_model=TaskPage, summary="Dead-lettered tasks, newest first")
 async def list_dead_letters(
-    store: StoreDep, settings: SettingsDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    store: StoreDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> TaskPage:
     page = await store.list(records.DEADLETTER, limit=limit, cursor=None)
     return TaskPage(
         items=[
-            TaskView.from_record(i, r, tracebacks=settings.show_tracebacks) for i, r in page.items
+            TaskView.from_record(i, r, tracebacks=store.settings.show_tracebacks)
+            for i, r in page.items
         ],
         next_cursor=None,
     )

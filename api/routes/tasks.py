@@ -11,10 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from api import metrics
-from api.deps import Authorized, SettingsDep, StoreDep
+from api.deps import Authorized, StoreDep
 from api.errors import error
 from api.schemas import (
     Cancelled,
@@ -39,6 +39,11 @@ EVENTS_KEEPALIVE_SECONDS = 15.0
 _errors: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (401, 403, 404, 410, 422, 429, 503)
 }
+
+
+def _json(body: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Serialize once with pydantic; a returned model would be validated again by FastAPI."""
+    return Response(body.model_dump_json(), status, headers, media_type="application/json")
 
 
 def _invalid(field: tuple[str, ...], message: str) -> RequestValidationError:
@@ -66,11 +71,9 @@ def _checked_args(spec: TaskSpec, args: dict[str, Any]) -> dict[str, Any]:
 async def submit(
     body: Annotated[SubmitBody, Body()],
     store: StoreDep,
-    settings: SettingsDep,
     request: Request,
-    response: Response,
-) -> Submitted:
-    tasks = settings.tasks
+) -> Response:
+    tasks = store.settings.tasks
     if isinstance(body, SeedSubmit):
         spec = tasks["sleep"]
         args: dict[str, Any] = {"seconds": SEED_TASK_TYPES[body.type], "note": ""}
@@ -92,8 +95,9 @@ async def submit(
         metrics.SUBMITTED.labels(spec.name, queue).inc()
     else:
         state = State((await store.get(submitted.task_id))[records.Field.STATE])
-    response.headers["Location"] = str(request.url_for("get_task", task_id=submitted.task_id))
-    return Submitted(task_id=submitted.task_id, state=state, created=submitted.created)
+    location = f"{request.scope.get('root_path', '')}/tasks/{submitted.task_id}"
+    answer = Submitted(task_id=submitted.task_id, state=state, created=submitted.created)
+    return _json(answer, 202, {"Location": location})
 
 
 def _encode_cursor(cursor: tuple[str, int]) -> str:
@@ -120,13 +124,12 @@ def _decode_cursor(cursor: str) -> tuple[str, int]:
 @router.get("", response_model=TaskPage, responses=_errors, summary="List tasks, newest first")
 async def list_tasks(
     store: StoreDep,
-    settings: SettingsDep,
     state: State | None = None,
     name: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> TaskPage:
-    if name is not None and name not in settings.tasks:
+    if name is not None and name not in store.settings.tasks:
         raise RequestValidationError(
             [{"loc": ("query", "name"), "msg": f"unknown task {name!r}", "type": "value_error"}]
         )
@@ -137,21 +140,23 @@ async def list_tasks(
     )
     return TaskPage(
         items=[
-            TaskView.from_record(i, r, tracebacks=settings.show_tracebacks) for i, r in page.items
+            TaskView.from_record(i, r, tracebacks=store.settings.show_tracebacks)
+            for i, r in page.items
         ],
         next_cursor=_encode_cursor(page.next_cursor) if page.next_cursor else None,
     )
 
 
-async def _read(store: TaskStore, task_id: str, show_tracebacks: bool) -> TaskView:
+async def _read(store: TaskStore, task_id: str) -> TaskView:
     if len(task_id) > MAX_TASK_ID_LENGTH:
         raise TaskNotFound(task_id[:MAX_TASK_ID_LENGTH] + "...")
-    return TaskView.from_record(task_id, await store.get(task_id), tracebacks=show_tracebacks)
+    record = await store.get(task_id)
+    return TaskView.from_record(task_id, record, tracebacks=store.settings.show_tracebacks)
 
 
 @router.get("/{task_id}", response_model=TaskView, responses=_errors, summary="Read a task")
-async def get_task(task_id: str, store: StoreDep, settings: SettingsDep) -> TaskView:
-    return await _read(store, task_id, settings.show_tracebacks)
+async def get_task(task_id: str, store: StoreDep) -> Response:
+    return _json(await _read(store, task_id))
 
 
 @router.post(
@@ -176,8 +181,8 @@ async def cancel_task(task_id: str, store: StoreDep) -> Cancelled | Response:
     responses={**_errors, 200: {"content": {"text/event-stream": {}}}},
     summary="Server-Sent Events: the task view on every change, until it ends",
 )
-async def task_events(task_id: str, store: StoreDep, settings: SettingsDep) -> StreamingResponse:
-    first = await _read(store, task_id, settings.show_tracebacks)  # 404/410 before streaming
+async def task_events(task_id: str, store: StoreDep) -> StreamingResponse:
+    first = await _read(store, task_id)  # 404/410 before streaming
 
     async def stream() -> AsyncIterator[bytes]:
         view, last, quiet = first, b"", 0.0
@@ -194,7 +199,7 @@ async def task_events(task_id: str, store: StoreDep, settings: SettingsDep) -> S
             await asyncio.sleep(EVENTS_POLL_SECONDS)
             quiet += EVENTS_POLL_SECONDS
             try:
-                view = await _read(store, task_id, settings.show_tracebacks)
+                view = await _read(store, task_id)
             except (TaskNotFound, TaskExpired):
                 return
 

@@ -16,5 +16,6 @@ def sleep(args: SleepArgs, ctx: TaskContext) -> object:
     for step in range(steps):
         ctx.progress(step, steps, f"slept {step} of {steps} s")
         time.sleep(max(0.0, min(1.0, deadline - time.monotonic())))
-    ctx.progress(steps, steps, "done")
+    if steps:
+        ctx.progress(steps, steps, "done")
     return args.note or True
