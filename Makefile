@@ -8,12 +8,14 @@ CHART_TEST_DEPS :=
 
 -include mk/*.mk
 
-.PHONY: help venv run test lint format lock bench clean
+.PHONY: help venv run test soak lint format lock clean
 
 help:
 	@echo "make run    start Redis, API (:8000), worker and Flower (:5555); Ctrl-C stops"
 	@echo "make test   lint, type-check and run the whole test suite"
 	@echo "make lint   ruff and mypy only"
+	@echo "make soak   20,000 tasks while workers and Redis are killed (not in make test)"
+	@echo "make bench  the benchmarks of docs/benchmarks.md"
 	@echo "make lock   re-resolve requirements/*.in into the hash-pinned lock files"
 
 $(STAMP): requirements/dev.txt
@@ -34,6 +36,10 @@ lint: venv
 
 test: lint $(CHART_TEST_DEPS)
 	$(BIN)/python -m pytest
+
+# 20,000 mixed tasks with workers killed and Redis restarted (SOAK_TASKS=... to change).
+soak: venv
+	SOAK_REPORT=.run/soak.json $(BIN)/python -m pytest -m soak -s -p no:cacheprovider tests/soak
 
 format: venv
 	$(BIN)/ruff format .

@@ -40,6 +40,16 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
+        return serve(stack, flower_auth, options.workdir, stopping)
+    finally:
+        try:
+            print("stopping: the worker finishes or requeues its tasks, then the rest", flush=True)
+        finally:  # a closed terminal must not leave the processes running
+            stack.stop_all()
+
+
+def serve(stack: Stack, flower_auth: str, workdir: Path, stopping: threading.Event) -> int:
+    try:
         # Append-only Redis in .run/: queued tasks and results survive a restart of the stack.
         stack.start_redis(appendonly=True)
         stack.start_api()
@@ -47,7 +57,6 @@ def main() -> int:
         stack.start_flower()
     except (RuntimeError, TimeoutError) as exc:
         print(f"\nthe stack did not start: {exc}", file=sys.stderr)
-        stack.stop_all()
         return 1
     user, password = flower_auth.split(":", 1)
     print(
@@ -57,7 +66,7 @@ kubetasks is running (Ctrl-C stops everything):
   API docs  {stack.api_url}/docs
   Flower    {stack.flower_url}/   (user {user}, password {password})
   metrics   {stack.api_url}/metrics (API and queues), {worker.metrics_url} (worker)
-  Redis     {stack.redis_url}   (data in {options.workdir / "redis"})
+  Redis     {stack.redis_url}   (data in {workdir / "redis"})
 """,
         flush=True,
     )
@@ -65,9 +74,7 @@ kubetasks is running (Ctrl-C stops everything):
         dead = [p.name for p in stack.processes if not p.alive()]
         if dead:
             print(f"{', '.join(dead)} exited; stopping the stack", file=sys.stderr)
-            break
-    print("stopping: worker finishes or requeues its tasks, then the rest", flush=True)
-    stack.stop_all()
+            return 1
     return 0
 
 

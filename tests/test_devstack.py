@@ -32,29 +32,30 @@ def test_make_run_starts_everything_and_stops_cleanly_on_sigterm(tmp_path: Path)
         stderr=subprocess.STDOUT,
         text=True,
     )
-    assert run.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 60
-    while not any(line.lstrip().startswith("metrics") for line in lines):
-        assert time.monotonic() < deadline, "".join(lines[-30:])
-        line = run.stdout.readline()
-        assert line, "make run exited early:\n" + "".join(lines[-30:])
-        lines.append(line)
-    banner = "".join(lines)
-    assert f"http://127.0.0.1:{api_port}/" in banner
-    assert f"http://127.0.0.1:{flower_port}/flower/" in banner
+    try:
+        assert run.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while not any(line.lstrip().startswith("metrics") for line in lines):
+            assert time.monotonic() < deadline, "".join(lines[-30:])
+            line = run.stdout.readline()
+            assert line, "make run exited early:\n" + "".join(lines[-30:])
+            lines.append(line)
+        banner = "".join(lines)
+        assert f"http://127.0.0.1:{api_port}/" in banner
+        assert f"http://127.0.0.1:{flower_port}/flower/" in banner
 
-    api = f"http://127.0.0.1:{api_port}"
-    task_id = httpx.post(f"{api}/tasks", json={"type": 0}).json()["task_id"]
-    deadline = time.monotonic() + 30
-    while httpx.get(f"{api}/tasks/{task_id}").json()["state"] != "SUCCESS":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    flower = f"http://127.0.0.1:{flower_port}/flower/"
-    assert httpx.get(flower).status_code == 401
-    assert httpx.get(flower, auth=("ops", "pw")).status_code == 200
-
-    run.send_signal(signal.SIGTERM)
+        api = f"http://127.0.0.1:{api_port}"
+        task_id = httpx.post(f"{api}/tasks", json={"type": 0}).json()["task_id"]
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{api}/tasks/{task_id}").json()["state"] != "SUCCESS":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        flower = f"http://127.0.0.1:{flower_port}/flower/"
+        assert httpx.get(flower).status_code == 401
+        assert httpx.get(flower, auth=("ops", "pw")).status_code == 200
+    finally:
+        run.send_signal(signal.SIGTERM)
     assert run.wait(60) == 0
     for port in (api_port, flower_port):
         try:
