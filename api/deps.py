@@ -34,9 +34,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[TaskStore, Depends(get_store)]
 
 
-async def require_api_key(
-    request: Request, key: Annotated[str | None, Security(_api_key)]
-) -> None:
+async def require_api_key(request: Request, key: Annotated[str | None, Security(_api_key)]) -> None:
     """When an API key is configured, every route that shows task data or changes state needs it."""
     settings: Settings = request.app.state.settings
     if settings.api_key is None:

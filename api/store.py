@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from contracts import records
 from contracts.catalogue import QUEUES, TaskSpec
 from contracts.messages import build_message
-from contracts.records import Field, State
+from contracts.records import Field, State, now_ms
 from contracts.scripts import lua
 from contracts.settings import Settings
 
@@ -80,12 +80,11 @@ class Overview:
 CancelOutcome = Literal["revoked", "terminal"]
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _text(pairs: list[bytes]) -> dict[str, str]:
-    it = iter(pairs)
+def _text(fields: dict[bytes, bytes] | list[bytes]) -> dict[str, str]:
+    """A record as Redis returns it (a mapping, or HGETALL's flat list inside Lua) -> str."""
+    if isinstance(fields, dict):
+        return {k.decode(): v.decode() for k, v in fields.items()}
+    it = iter(fields)
     return {k.decode(): v.decode() for k, v in zip(it, it, strict=True)}
 
 
@@ -143,7 +142,6 @@ class TaskStore:
                 payload,
                 due,
                 limit,
-                self.settings.tombstone_ttl_seconds,
             ],
         )
         if outcome == b"full":
@@ -156,7 +154,7 @@ class TaskStore:
             pipe.zscore(records.TASKS_INDEX, task_id)
             fields, tombstone = await pipe.execute()
         if fields:
-            return {k.decode(): v.decode() for k, v in fields.items()}
+            return _text(fields)
         if tombstone is not None:
             raise TaskExpired(task_id)
         raise TaskNotFound(task_id)
@@ -210,7 +208,7 @@ class TaskStore:
             dead_since, raw = await pipe.execute()
         if dead_since is None or not raw:
             raise DeadLetterNotFound(task_id)
-        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        fields = _text(raw)
         spec = self.settings.tasks[fields[Field.NAME]]
         list_key, payload = build_message(
             spec,
@@ -223,7 +221,7 @@ class TaskStore:
         )
         outcome = await self._requeue(
             keys=[records.record_key(task_id)],
-            args=[task_id, list_key, payload, self.settings.tombstone_ttl_seconds],
+            args=[task_id, list_key, payload],
         )
         if outcome == b"missing":
             raise DeadLetterNotFound(task_id)

@@ -55,7 +55,9 @@ def build_message(
         "group": None,
         "group_index": None,
         "retries": retries,
-        "timelimit": [spec.time_limit_seconds, spec.soft_time_limit_seconds],
+        # No limits in the message: each worker enforces the ones it was configured with, the
+        # same ones it checked against the visibility timeout at start.
+        "timelimit": [None, None],
         "root_id": task_id,
         "parent_id": None,
         "argsrepr": f"({spec.name} args)",

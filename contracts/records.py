@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from enum import StrEnum
 
 from contracts.catalogue import PRIORITY_STEPS
@@ -20,25 +21,22 @@ class State(StrEnum):
 
 TERMINAL_STATES = frozenset({State.SUCCESS, State.FAILURE, State.REVOKED})
 
+
+def now_ms() -> int:
+    """Milliseconds since the epoch: the unit of every time in records and indexes."""
+    return time.time_ns() // 1_000_000
+
+
 PREFIX = "kt:"
 TASKS_INDEX = f"{PREFIX}tasks"
 DELAYED = f"{PREFIX}delayed"
-DELAYED_MESSAGES = f"{PREFIX}delayed:msg"
 DEADLETTER = f"{PREFIX}deadletter"
 WORKERS = f"{PREFIX}workers"
-CANCEL_CHANNEL = f"{PREFIX}cancel"
-
-# Kombu's Redis transport keeps delivered, unacknowledged messages here.
-UNACKED = "unacked"
 PRIORITY_SEPARATOR = "\x06\x16"
 
 
 def record_key(task_id: str) -> str:
     return f"{PREFIX}task:{task_id}"
-
-
-def idempotency_key(key: str) -> str:
-    return f"{PREFIX}idem:{key}"
 
 
 def worker_key(hostname: str) -> str:

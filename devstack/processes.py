@@ -175,7 +175,7 @@ class Stack:
         self,
         name: str = "worker",
         *,
-        concurrency: int = 2,
+        concurrency: int | None = None,
         pool: str = "prefork",
         queues: list[str] | None = None,
         wait_ready: bool = True,
@@ -197,9 +197,10 @@ class Stack:
         argv = [
             sys.executable, "-m", "celery", "-A", "worker.app", "worker",
             "--loglevel", "INFO", "--hostname", f"{name}@%h",
-            "--pool", pool, "--concurrency", str(concurrency),
-            "--without-mingle", "--without-gossip",
+            "--pool", pool, "--without-mingle", "--without-gossip",
         ]  # fmt: skip
+        if concurrency is not None:  # else KUBETASKS_WORKER_CONCURRENCY decides
+            argv += ["--concurrency", str(concurrency)]
         process = self._launch(name, argv, self.env(**worker_env))
         process.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         if wait_ready:
@@ -227,6 +228,8 @@ class Stack:
         return process
 
     def stop_all(self, timeout: float = 30) -> None:
-        """Workers first (they finish or requeue their tasks), Redis last."""
-        for process in sorted(self.processes, key=lambda p: p.name == "redis"):
+        """Workers first (they finish or requeue their tasks), then the API and Flower, Redis
+        last: each stops while what it depends on still runs."""
+        order = {"redis": 2, "api": 1, "flower": 1}
+        for process in sorted(self.processes, key=lambda p: order.get(p.name, 0)):
             process.stop(signal.SIGTERM, timeout)

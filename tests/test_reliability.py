@@ -6,6 +6,7 @@ interrupted execution runs again; attempts count every start), or refused.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import redis
 
+from contracts import records
 from devstack.processes import ROOT, Process, Stack
 from tests.conftest import client_for
 from tests.helpers import sample, scrape, wait_for
@@ -243,3 +246,48 @@ def test_api_key_guards_task_data(make_stack: Callable[..., Stack], key: str | N
         assert api.get("/").status_code == 200
     with client_for(stack, **{"X-API-Key": "the-right-key"}) as api:
         assert api.post("/tasks", json={"type": 0}).status_code == 202
+
+
+def test_second_copy_of_a_running_tasks_message_waits_and_never_runs_alongside(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """Kombu puts unacknowledged messages back when a worker's connection drops; the copy
+    must neither run while the original runs nor be dropped while the original may die."""
+    stack = make_stack(env=SHORT_VISIBILITY)
+    stack.start_redis()
+    stack.start_api()
+    stack.start_worker("first", concurrency=1)
+    stack.start_worker("second", concurrency=1)
+    client = redis.Redis.from_url(stack.redis_url)
+    with client_for(stack) as api:
+        task_id = api.submit("sleep", {"seconds": 4})
+        running = api.wait_task(task_id, {"STARTED"})
+        copy = next(v for v in client.hvals("unacked") if task_id.encode() in v)
+        message, _, routing_key = json.loads(copy)
+        client.lpush(records.queue_lists(routing_key)[-1], json.dumps(message))
+        wait_for(lambda: client.zscore(records.DELAYED, task_id) is not None, 10, "the defer")
+        done = api.wait_task(task_id, timeout=30)
+        assert done["state"] == "SUCCESS"
+        assert done["attempts"] == 1
+        assert done["worker"] == running["worker"]
+        wait_for(
+            lambda: client.zcard(records.DELAYED) == 0 and api.queue("default")["backlog"] == 0,
+            30,
+            "the parked copy to be dropped once the original finished",
+        )
+        assert api.task(task_id)["attempts"] == 1
+
+
+def test_a_waiting_task_never_expires(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack(
+        env={"KUBETASKS_TOMBSTONE_TTL_SECONDS": "1", "KUBETASKS_RECORD_TTL_SECONDS": "1"}
+    )
+    stack.start_redis()
+    stack.start_api()
+    client = redis.Redis.from_url(stack.redis_url)
+    with client_for(stack) as api:
+        task_id = api.submit("sleep", {"seconds": 0}, countdown=3)
+        assert client.ttl(records.record_key(task_id)) == -1  # no expiry while it waits
+        stack.start_worker()
+        assert api.wait_task(task_id, timeout=30)["state"] == "SUCCESS"
+        assert client.ttl(records.record_key(task_id)) > -1

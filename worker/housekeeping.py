@@ -50,10 +50,15 @@ class Heartbeat:
         _touch(self.settings.worker_heartbeat_file)
         client = self.client
         try:
-            ttl = int(self.settings.worker_heartbeat_max_age_seconds)
+            max_age = self.settings.worker_heartbeat_max_age_seconds
+            now = time.time()
             with client.pipeline(transaction=False) as pipe:
-                pipe.zadd(records.WORKERS, {self.hostname: time.time()})
-                pipe.set(records.worker_key(self.hostname), self.description, ex=ttl)
+                pipe.zadd(records.WORKERS, {self.hostname: now})
+                pipe.set(
+                    records.worker_key(self.hostname), self.description, px=int(max_age * 1000)
+                )
+                # Workers that died without leaving (killed pods) drop out of the registry.
+                pipe.zremrangebyscore(records.WORKERS, "-inf", now - 10 * max_age)
                 pipe.execute()
         except redis.RedisError as exc:
             log.warning("Redis unreachable, worker not ready: %s", exc)

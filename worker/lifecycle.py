@@ -16,17 +16,18 @@ from functools import cache
 from typing import Any, ClassVar
 
 import orjson
-from billiard.exceptions import WorkerLostError
+import redis
+from billiard.exceptions import Terminated, WorkerLostError
 from celery import Task
-from celery.exceptions import Ignore, Retry
+from celery.exceptions import Ignore, Reject, Retry
 from celery.worker.request import Request
 
 from contracts.catalogue import TaskSpec
 from contracts.messages import DELIVERY_HEADER, PUBLISHED_AT_HEADER, build_message
-from contracts.records import State
+from contracts.records import State, now_ms
 from contracts.settings import get_settings
 from worker import metrics
-from worker.records import WorkerRecords, now_ms
+from worker.records import WorkerRecords
 from worker.registry import IMPLEMENTATIONS, TaskCancelled, TransientError
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def backoff_seconds(spec: TaskSpec, retries: int) -> float:
     """Exponential backoff with full jitter (spreads a burst of retries over the window)."""
     assert spec.retry is not None
     ceiling = min(spec.retry.backoff_max_seconds, spec.retry.backoff_seconds * 2**retries)
-    return random.uniform(spec.retry.backoff_seconds / 2, ceiling)
+    return random.uniform(0, ceiling)
 
 
 class RecordedRequest(Request):  # type: ignore[misc]
@@ -90,8 +91,9 @@ class RecordedRequest(Request):  # type: ignore[misc]
     ) -> None:
         super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
         exc = getattr(exc_info.exception, "exc", exc_info.exception)
-        if isinstance(exc, WorkerLostError | SystemExit | KeyboardInterrupt):
-            # Celery rejected the message back onto its queue (acks_late + reject_on_worker_lost).
+        if isinstance(exc, WorkerLostError | Terminated | SystemExit | KeyboardInterrupt):
+            # Celery put the message back on its queue: a lost pool process (acks_late +
+            # reject_on_worker_lost), or a task cut off by the end of a soft shutdown.
             state = worker_records().requeued(self.id, self._delivery)
             log.warning("task %s lost its worker process; back to %s", self.id, state)
             if self.worker_pid:
@@ -104,10 +106,17 @@ class RecordedTask(Task):  # type: ignore[misc]
     spec: ClassVar[TaskSpec]
     Request = "worker.lifecycle:RecordedRequest"
     typing = False
-    acks_late = True
-    reject_on_worker_lost = True
 
     def __call__(self, args: dict[str, Any]) -> Any:
+        try:
+            return self._deliver(args)
+        except redis.RedisError as exc:
+            # The record could not be read or written. Acknowledging would lose the task: put
+            # the message back; start.lua reconciles the redelivery (same delivery id).
+            log.warning("task %s requeued, Redis failed: %s", self.request.id, exc)
+            raise Reject(exc, requeue=True) from exc
+
+    def _deliver(self, args: dict[str, Any]) -> Any:
         req = self.request
         queue = (req.delivery_info or {}).get("routing_key") or self.spec.queue
         labels = (self.name, queue)
@@ -118,6 +127,21 @@ class RecordedTask(Task):  # type: ignore[misc]
         if decision.outcome == "deadletter":
             log.error("task %s dead-lettered after %s deliveries", req.id, decision.detail)
             metrics.COMPLETED.labels(*labels, "dead_lettered").inc()
+            raise Ignore()
+        if decision.outcome == "defer":
+            queue_list, payload = build_message(
+                self.spec,
+                req.id,
+                args,
+                queue=queue,
+                priority=decision.priority,
+                retries=req.retries or 0,
+                published_at_ms=int(decision.detail),
+            )
+            worker_records().defer(
+                req.id, due_ms=int(decision.detail), queue_list=queue_list, payload=payload
+            )
+            log.warning("task %s is running elsewhere; a second copy waits for it", req.id)
             raise Ignore()
         if decision.outcome != "run":
             log.info("task %s not run: %s", req.id, decision.detail)
@@ -157,6 +181,8 @@ class RecordedTask(Task):  # type: ignore[misc]
         except TaskCancelled:
             log.info("task %s cancelled while running", task_id)
             raise Ignore() from None
+        except redis.RedisError:
+            raise
         except TransientError as exc:
             policy = self.spec.retry
             if policy and execution.retries < policy.max_retries:
@@ -167,7 +193,9 @@ class RecordedTask(Task):  # type: ignore[misc]
         except Exception as exc:
             self._fail(execution, exc)
             raise
-        records.finish(task_id, delivery, State.SUCCESS, result=result)
+        if records.finish(task_id, delivery, State.SUCCESS, result=result) != State.SUCCESS:
+            log.info("task %s was cancelled while running; its result is discarded", task_id)
+            raise Ignore()
         return value
 
     def _fail(self, execution: Execution, exc: BaseException) -> None:

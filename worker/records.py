@@ -6,7 +6,6 @@ Each call is one Lua script from `contracts/lua`, the same state machine the API
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -15,19 +14,18 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from contracts import records
-from contracts.records import State
+from contracts.records import State, now_ms
 from contracts.scripts import lua
 from contracts.settings import Settings
 
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+LEASE_GRACE_MS = 1000
+TRIM_BUDGET = 50_000  # index entries looked at per trim call
 
 
 @dataclass(frozen=True)
 class Decision:
-    outcome: str  # "run", "skip" or "deadletter"
-    detail: str  # run: the attempt number; skip: why; deadletter: deliveries so far
+    outcome: str  # "run", "skip", "defer" or "deadletter"
+    detail: str  # run: the attempt number; skip: why; defer: lease end (ms); deadletter: count
     priority: int = 0
 
 
@@ -54,12 +52,14 @@ class WorkerRecords:
 
     @cached_property
     def _scripts(self) -> dict[str, redis.commands.core.Script]:
-        names = ("start", "progress", "finish", "retry", "requeued", "move_due", "trim")
+        names = ("start", "progress", "finish", "retry", "requeued", "defer", "move_due", "trim")
         return {name: self._script(name) for name in names}
 
     def start(self, task_id: str, delivery: str, worker: str, time_limit: float) -> Decision:
         now = now_ms()
-        lease_until = now + int(time_limit * 1000) + 30_000
+        # The hard time limit ends the execution by then; the lease must end before the
+        # visibility timeout hands the message of a dead worker to another.
+        lease_until = now + int(time_limit * 1000) + LEASE_GRACE_MS
         outcome, detail, *priority = self._scripts["start"](
             keys=[records.record_key(task_id)],
             args=[
@@ -127,6 +127,13 @@ class WorkerRecords:
             )
         )
 
+    def defer(self, task_id: str, *, due_ms: int, queue_list: str, payload: bytes) -> str:
+        return _str(
+            self._scripts["defer"](
+                keys=[records.record_key(task_id)], args=[task_id, queue_list, payload, due_ms]
+            )
+        )
+
     def requeued(self, task_id: str, delivery: str) -> str:
         return _str(
             self._scripts["requeued"](keys=[records.record_key(task_id)], args=[task_id, delivery])
@@ -137,7 +144,7 @@ class WorkerRecords:
 
     def trim(self, index_keys: list[str]) -> int:
         cutoff = now_ms() - self.settings.tombstone_ttl_seconds * 1000
-        return int(self._scripts["trim"](keys=index_keys, args=[cutoff]))
+        return int(self._scripts["trim"](keys=index_keys, args=[cutoff, TRIM_BUDGET]))
 
 
 def _str(value: bytes | str | int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -104,21 +105,19 @@ def _encode_cursor(cursor: tuple[str, int]) -> str:
     return base64.urlsafe_b64encode(f"{cursor[0]}:{cursor[1]}".encode()).decode()
 
 
+_CURSOR = re.compile(r"(\d{1,16}):(\d{1,6})")
+
+
 def _decode_cursor(cursor: str) -> tuple[str, int]:
     try:
-        score, skip = base64.urlsafe_b64decode(cursor.encode()).decode().split(":")
-        float(score)
-        return score, int(skip)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("query", "cursor"),
-                    "msg": "not a cursor this API returned",
-                    "type": "value_error",
-                }
-            ]
-        ) from None
+        match = _CURSOR.fullmatch(base64.urlsafe_b64decode(cursor.encode()).decode())
+    except (ValueError, binascii.Error):
+        match = None
+    if match is None:
+        message = "not a cursor this API returned"
+        error = {"loc": ("query", "cursor"), "msg": message, "type": "value_error"}
+        raise RequestValidationError([error])
+    return match.group(1), int(match.group(2))
 
 
 @router.get("", response_model=TaskPage, responses=_errors, summary="List tasks, newest first")

@@ -1,7 +1,8 @@
 -- KEYS: the lists of every queue, LISTS_PER_QUEUE each. ARGV: lists_per_queue workers_since.
 -- Returns per queue {ready, oldest publish ms}, then in-flight routing keys, delayed,
--- dead letters and the live workers' descriptions. Reads no message body: only list lengths,
--- the publish-time header of each list's oldest message and unacked routing keys.
+-- dead letters and the live workers' descriptions. Cost: list lengths, each list's oldest
+-- message (for its publish-time header) and the unacknowledged messages, whose number is
+-- bounded by the workers' total concurrency, never by the queue lengths.
 local per = tonumber(ARGV[1])
 local queues = {}
 for q = 0, #KEYS / per - 1 do

@@ -1,13 +1,18 @@
 -- KEYS: record. ARGV: id delivery now lease_until max_deliveries worker dead_ttl pid.
--- Decides whether this delivery runs: {'run', attempts} or {'skip', why} or {'deadletter', n}.
+-- Decides what this delivery does: {'run', attempts, priority}, {'skip', why},
+-- {'defer', lease_until} or {'deadletter', deliveries}.
 local rec, id, delivery, now = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local f = redis.call('HMGET', rec, 'state', 'delivery', 'lease_until')
 local state = f[1]
 if not state then return {'skip', 'missing'} end
 if TERMINAL[state] then return {'skip', state} end
--- Another copy of this task (a different message) holds a live lease: it is running now.
-if state == 'STARTED' and f[2] ~= delivery and tonumber(f[3] or '0') > tonumber(now) then
-  return {'skip', 'running'}
+-- A live lease means an execution is running now, and this is a second copy of its message
+-- (kombu puts unacknowledged messages back when a connection drops). It must neither run
+-- alongside nor be dropped (the running one may still die): it waits until the lease ends.
+-- A lost pool process or a dead worker leaves no live lease (requeued.lua clears it; the
+-- visibility timeout outlasts it).
+if state == 'STARTED' and tonumber(f[3] or '0') > tonumber(now) then
+  return {'defer', f[3], redis.call('HGET', rec, 'priority')}
 end
 local deliveries = redis.call('HINCRBY', rec, 'deliveries', 1)
 if deliveries > tonumber(ARGV[5]) + 1 then

@@ -1,5 +1,6 @@
 -- KEYS: record, then the queue's lists (for the backlog limit).
--- ARGV: id name queue priority args now idem idem_ttl list payload due max_backlog pending_ttl
+-- ARGV: id name queue priority args now idem idem_ttl list payload due max_backlog
+-- The record has no TTL until the task ends: a task that waits long is never forgotten.
 local rec = KEYS[1]
 local id, name, now, idem = ARGV[1], ARGV[2], ARGV[6], ARGV[7]
 local due, max_backlog = tonumber(ARGV[11]), tonumber(ARGV[12])
@@ -18,7 +19,6 @@ end
 redis.call('HSET', rec, 'name', name, 'queue', ARGV[3], 'priority', ARGV[4], 'args', ARGV[5],
   'state', 'PENDING', 'submitted_at', now, 'attempts', 0, 'retries', 0, 'deliveries', 0)
 if due > 0 then redis.call('HSET', rec, 'due_at', due) end
-redis.call('EXPIRE', rec, ARGV[13])
 redis.call('ZADD', TASKS, now, id)
 redis.call('ZADD', TASKS .. ':name:' .. name, now, id)
 redis.call('ZADD', state_index('PENDING'), now, id)
