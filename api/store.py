@@ -221,7 +221,7 @@ class TaskStore:
         )
         outcome = await self._requeue(
             keys=[records.record_key(task_id)],
-            args=[task_id, list_key, payload],
+            args=[task_id, list_key, payload, now_ms()],
         )
         if outcome == b"missing":
             raise DeadLetterNotFound(task_id)

@@ -77,6 +77,7 @@ class Field:
     STATE = "state"
     SUBMITTED_AT = "submitted_at"  # ms since the epoch; also the score in every index
     DUE_AT = "due_at"
+    QUEUED_AT = "queued_at"  # set when the orphan reaper queued the task again
     STARTED_AT = "started_at"
     FINISHED_AT = "finished_at"
     ATTEMPTS = "attempts"  # executions started, redeliveries and retries included

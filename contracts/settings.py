@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # How often a worker looks for unacknowledged messages older than the visibility timeout
     # (left by a worker that died) and puts them back on their queue.
     restore_interval_seconds: int = Field(default=10, ge=1)
+    # A task PENDING this long whose message is nowhere (a worker died while taking it) is
+    # queued again by the workers' orphan reaper.
+    orphan_after_seconds: int = Field(default=900, ge=1)
     max_redeliveries: int = Field(default=3, ge=0, le=100)
     record_ttl_seconds: int = Field(default=86400, ge=1)
     tombstone_ttl_seconds: int = Field(default=7 * 86400, ge=1)

@@ -291,3 +291,27 @@ def test_a_waiting_task_never_expires(make_stack: Callable[..., Stack]) -> None:
         stack.start_worker()
         assert api.wait_task(task_id, timeout=30)["state"] == "SUCCESS"
         assert client.ttl(records.record_key(task_id)) > -1
+
+
+def test_a_message_lost_between_pop_and_ack_is_queued_again(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """Kombu pops a message before it records it as unacknowledged; a worker killed in that
+    instant takes it along. The orphan reaper queues such a task again."""
+    stack = make_stack(env={"KUBETASKS_ORPHAN_AFTER_SECONDS": "2"})
+    stack.start_redis()
+    stack.start_api()
+    client = redis.Redis.from_url(stack.redis_url)
+    with client_for(stack) as api:
+        kept = api.submit("sleep", {"seconds": 0})
+        lost = api.submit("sleep", {"seconds": 0, "note": "lost"})
+        queue_list = records.queue_lists("default")[-1]
+        queued = [m for m in client.lrange(queue_list, 0, -1) if isinstance(m, bytes)]
+        message = next(m for m in queued if lost.encode() in m)
+        assert client.lrem(queue_list, 1, message.decode()) == 1
+        stack.start_worker()
+        assert api.wait_task(kept)["state"] == "SUCCESS"
+        done = api.wait_task(lost, timeout=30)
+        assert done["state"] == "SUCCESS"
+        assert done["result"] == "lost"
+        assert done["attempts"] == 1

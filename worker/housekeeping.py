@@ -27,6 +27,7 @@ from worker.lifecycle import worker_records
 
 log = logging.getLogger(__name__)
 TRIM_EVERY_SECONDS = 60.0
+REAP_EVERY_SECONDS = 60.0
 
 
 def _touch(path: Path) -> None:
@@ -102,6 +103,8 @@ class Housekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
         self._spawn("heartbeat", settings.worker_heartbeat_interval_seconds, self.heartbeat.beat)
         self._spawn("delayed-mover", settings.scheduler_interval_seconds, self._move)
         self._spawn("index-trim", TRIM_EVERY_SECONDS, self._trim)
+        reap_every = min(REAP_EVERY_SECONDS, settings.orphan_after_seconds / 3)
+        self._spawn("orphan-reaper", reap_every, self._reap)
 
     def stop(self, worker: Any) -> None:
         self.stopping.set()
@@ -132,6 +135,15 @@ class Housekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
             return
         if moved:
             log.info("queued %d delayed tasks", moved)
+
+    @staticmethod
+    def _reap() -> None:
+        try:
+            requeued = worker_records().reap_orphans()
+        except redis.RedisError:
+            return
+        if requeued:
+            log.warning("queued %d tasks again whose message was lost", requeued)
 
     @staticmethod
     def _trim() -> None:

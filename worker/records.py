@@ -9,11 +9,13 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 
+import orjson
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from contracts import records
+from contracts.messages import build_message
 from contracts.records import State, now_ms
 from contracts.scripts import lua
 from contracts.settings import Settings
@@ -52,7 +54,17 @@ class WorkerRecords:
 
     @cached_property
     def _scripts(self) -> dict[str, redis.commands.core.Script]:
-        names = ("start", "progress", "finish", "retry", "requeued", "defer", "move_due", "trim")
+        names = (
+            "start",
+            "progress",
+            "finish",
+            "retry",
+            "requeued",
+            "defer",
+            "move_due",
+            "trim",
+            "reap",
+        )
         return {name: self._script(name) for name in names}
 
     def start(self, task_id: str, delivery: str, worker: str, time_limit: float) -> Decision:
@@ -136,8 +148,47 @@ class WorkerRecords:
 
     def requeued(self, task_id: str, delivery: str) -> str:
         return _str(
-            self._scripts["requeued"](keys=[records.record_key(task_id)], args=[task_id, delivery])
+            self._scripts["requeued"](
+                keys=[records.record_key(task_id)], args=[task_id, delivery, now_ms()]
+            )
         )
+
+    def reap_orphans(self, limit: int = 200) -> int:
+        """Queue again the waiting tasks whose message was lost (see contracts/lua/reap.lua)."""
+        now = now_ms()
+        orphan_after_ms = self.settings.orphan_after_seconds * 1000
+        candidates: list[bytes] = []
+        for state in (State.PENDING, State.RETRY):
+            index = records.index_keys("", state)[0]
+            ids = self.client.zrange(
+                index, now - orphan_after_ms, "-inf", byscore=True, desc=True, offset=0, num=limit
+            )
+            candidates.extend(i for i in ids if isinstance(i, bytes))
+        requeued = 0
+        for raw_id in candidates:
+            task_id = raw_id.decode()
+            raw = self.client.hmget(
+                records.record_key(task_id), ["name", "queue", "priority", "args", "retries"]
+            )
+            fields = [f.decode() for f in raw if isinstance(f, bytes)]
+            if len(fields) != len(raw) or fields[0] not in self.settings.tasks:
+                continue  # gone meanwhile
+            name, queue, priority, args, retries = fields
+            queue_list, payload = build_message(
+                self.settings.tasks[name],
+                task_id,
+                orjson.loads(args),
+                queue=queue,
+                priority=int(priority),
+                retries=int(retries),
+                published_at_ms=now,
+            )
+            outcome = self._scripts["reap"](
+                keys=[records.record_key(task_id), queue_list],
+                args=[task_id, now, orphan_after_ms, payload],
+            )
+            requeued += outcome == b"requeued"
+        return requeued
 
     def move_due(self, limit: int = 500) -> int:
         return int(self._scripts["move_due"](args=[now_ms(), limit]))
