@@ -40,6 +40,7 @@ SOAK_ENV = {
     "KUBETASKS_MAX_REDELIVERIES": "10",
     "KUBETASKS_WORKER_SOFT_SHUTDOWN_TIMEOUT": "2",
     "KUBETASKS_QUEUE_MAX_BACKLOG": '{"default": 1000000, "cpu": 1000000}',
+    "KUBETASKS_ORPHAN_AFTER_SECONDS": "20",
 }
 SUCCEEDED = re.compile(r"Task \w+\[([0-9a-f]{32})\] succeeded")
 
