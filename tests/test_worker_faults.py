@@ -7,13 +7,14 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devstack.processes import ROOT, Stack
 from tests.conftest import client_for
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, wait_for
 
 
 def _kill_each_attempt(api: ApiClient, task_id: str, attempts: int) -> None:
@@ -90,3 +91,19 @@ def test_pickle_is_refused() -> None:
     )
     assert result.returncode != 0
     assert "only JSON serialization is allowed" in result.stderr
+
+
+def test_worker_logs_to_stdout_and_to_the_configured_file(
+    make_stack: Callable[..., Stack], tmp_path: Path
+) -> None:
+    logfile = tmp_path / "logs" / "worker.log"
+    stack = make_stack(env={"KUBETASKS_WORKER_LOGFILE": str(logfile)})
+    stack.start_redis()
+    stack.start_api()
+    worker = stack.start_worker()
+    with client_for(stack) as api:
+        task_id = api.submit("sleep", {"seconds": 0})
+        api.wait_task(task_id)
+    wait_for(lambda: task_id in logfile.read_text(), 10, "the task in the log file")
+    assert f"Task sleep[{task_id}] succeeded" in logfile.read_text()
+    assert f"Task sleep[{task_id}] succeeded" in worker.output()  # stdout too
