@@ -22,6 +22,7 @@ from contracts.settings import Settings
 
 LEASE_GRACE_MS = 1000
 TRIM_BUDGET = 50_000  # index entries looked at per trim call
+ORPHAN_SLACK_MS = 60_000  # see contracts/lua/reap.lua
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ class WorkerRecords:
             )
             outcome = self._scripts["reap"](
                 keys=[records.record_key(task_id), queue_list],
-                args=[task_id, now, orphan_after_ms, payload],
+                args=[task_id, now, orphan_after_ms, payload, ORPHAN_SLACK_MS],
             )
             requeued += outcome == b"requeued"
         return requeued

@@ -1,9 +1,11 @@
--- KEYS: record, the task's queue list. ARGV: id now orphan_after_ms payload.
+-- KEYS: record, the task's queue list. ARGV: id now orphan_after_ms payload slack_ms.
 -- Kombu's Redis transport pops a message (BRPOP) before it records it as unacknowledged, so a
 -- worker killed in between takes the message with it and the task waits forever. A task
 -- PENDING for longer than orphan_after whose message can be nowhere else is queued again:
--- not delayed, not unacknowledged, and its list holds no message older than it (lists are
--- FIFO; a copy that was in fact still queued is harmless, as start.lua runs a task once).
+-- not delayed, not unacknowledged, and its list holds no message older than it plus a slack
+-- (lists are FIFO, but publish stamps of concurrent submits, and of API pods with skewed
+-- clocks, are not strictly in list order). A copy queued although the original was still
+-- there is harmless: start.lua runs a task once.
 local rec, list, id, now = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
 local f = redis.call('HMGET', rec, 'state', 'submitted_at', 'due_at', 'queued_at')
 if f[1] ~= 'PENDING' and f[1] ~= 'RETRY' then return 'not-waiting' end
@@ -17,7 +19,7 @@ end
 local tail = redis.call('LINDEX', list, -1)
 if tail then
   local published = tonumber(string.match(tail, '"kt_published_at":(%d+)'))
-  if published and published <= since then return 'queued' end
+  if published and published <= since + tonumber(ARGV[5]) then return 'queued' end
 end
 redis.call('HSET', rec, 'queued_at', now)
 redis.call('LPUSH', list, ARGV[4])

@@ -43,6 +43,7 @@ SOAK_ENV = {
     "KUBETASKS_ORPHAN_AFTER_SECONDS": "20",
 }
 SUCCEEDED = re.compile(r"Task \w+\[([0-9a-f]{32})\] succeeded")
+REAPED = re.compile(r"queued (\d+) tasks again whose message was lost")
 
 
 def mixed_body(i: int) -> dict[str, Any]:
@@ -149,11 +150,9 @@ def test_soak(make_stack: Callable[..., Stack], tmp_path: Path) -> None:
         rows = pipe.execute()
     states = Counter(row[0].decode() if row[0] else "MISSING" for row in rows)
     extra_attempts = sum(int(a) - 1 - int(r) for _, a, r in rows if a is not None)
-    successes = Counter(
-        match.group(1)
-        for log in stack.workdir.glob("w*.log")
-        for match in SUCCEEDED.finditer(log.read_text(errors="replace"))
-    )
+    logs = [log.read_text(errors="replace") for log in stack.workdir.glob("w*.log")]
+    successes = Counter(match.group(1) for text in logs for match in SUCCEEDED.finditer(text))
+    reaped = sum(int(match.group(1)) for text in logs for match in REAPED.finditer(text))
     completed_twice = sorted(task_id for task_id, n in successes.items() if n > 1)
     report = {
         "tasks": TASKS,
@@ -165,6 +164,7 @@ def test_soak(make_stack: Callable[..., Stack], tmp_path: Path) -> None:
         "lost": TASKS - sum(states[s] for s in ("SUCCESS", "FAILURE", "REVOKED")),
         "completed_twice": len(completed_twice),
         "extra_executions_after_interruptions": extra_attempts,
+        "queued_again_by_the_orphan_reaper": reaped,
         "submitted_in_seconds": round(submitted_in, 1),
         "all_ended_in_seconds": round(drained_in, 1),
     }
