@@ -315,3 +315,34 @@ def test_a_message_lost_between_pop_and_ack_is_queued_again(
         assert done["state"] == "SUCCESS"
         assert done["result"] == "lost"
         assert done["attempts"] == 1
+
+
+def test_reaper_requeues_only_the_lost_task_whatever_json_spacing_the_tail_has(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """Kombu re-serializes a message it restores (`"key": value`, with a space); the reaper
+    must still read the publish stamp of such a tail and leave a queued task alone."""
+    stack = make_stack(env={"KUBETASKS_ORPHAN_AFTER_SECONDS": "2"})
+    stack.start_redis()
+    stack.start_api()
+    client = redis.Redis.from_url(stack.redis_url)
+    queue_list = records.queue_lists("default")[-1]
+    with client_for(stack) as api:
+        queued = api.submit("sleep", {"seconds": 0})
+        lost = api.submit("sleep", {"seconds": 0})
+    messages = [m for m in client.lrange(queue_list, 0, -1) if isinstance(m, bytes)]
+    client.delete(queue_list)
+    for message in messages:
+        if queued.encode() in message:  # as kombu writes a message back
+            client.lpush(queue_list, json.dumps(json.loads(message)))
+    assert b'"kt_published_at": ' in client.lindex(queue_list, -1)  # type: ignore[operator]
+    # The lost task waited minutes longer than anything in the list: it can be nowhere.
+    record = records.record_key(lost)
+    client.hset(record, "submitted_at", int(client.hget(record, "submitted_at") or 0) - 200_000)
+
+    stack.start_worker(queues=["cpu"])  # runs the reaper, consumes nothing of "default"
+    # A cycle that takes `lost` also looks at `queued`, submitted before it.
+    wait_for(lambda: client.hexists(record, "queued_at"), 20, "the lost task to be re-queued")
+    copies = [m for m in client.lrange(queue_list, 0, -1) if isinstance(m, bytes)]
+    assert sum(lost.encode() in m for m in copies) == 1
+    assert sum(queued.encode() in m for m in copies) == 1

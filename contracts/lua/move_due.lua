@@ -6,7 +6,7 @@ for _, id in ipairs(ids) do
   local m = redis.call('HGET', DELAYED_MSG, id)
   if m then
     local nl = string.find(m, '\n', 1, true)
-    local payload = string.gsub(string.sub(m, nl + 1), '"kt_published_at":%d+',
+    local payload = string.gsub(string.sub(m, nl + 1), '"kt_published_at":%s*%d+',
       '"kt_published_at":' .. now, 1)
     redis.call('LPUSH', string.sub(m, 1, nl - 1), payload)
   end

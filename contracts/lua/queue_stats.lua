@@ -12,7 +12,7 @@ for q = 0, #KEYS / per - 1 do
     ready = ready + redis.call('LLEN', list)
     local tail = redis.call('LINDEX', list, -1)
     if tail then
-      local ms = tonumber(string.match(tail, '"kt_published_at":(%d+)'))
+      local ms = tonumber(string.match(tail, '"kt_published_at":%s*(%d+)'))
       if ms and (oldest == 0 or ms < oldest) then oldest = ms end
     end
   end

@@ -18,12 +18,12 @@ for _, v in ipairs(redis.call('HVALS', 'unacked')) do
 end
 local tail = redis.call('LINDEX', list, -1)
 if tail then
-  local published = tonumber(string.match(tail, '"kt_published_at":(%d+)'))
+  local published = tonumber(string.match(tail, '"kt_published_at":%s*(%d+)'))
   if published and published <= since + tonumber(ARGV[5]) then return 'queued' end
 end
 -- The copy keeps the task's own age: were it stamped now and later put back at the tail of its
 -- list (kombu restores there), every older task behind it would look lost in turn.
 redis.call('HSET', rec, 'queued_at', now)
-redis.call('LPUSH', list, (string.gsub(ARGV[4], '"kt_published_at":%d+',
+redis.call('LPUSH', list, (string.gsub(ARGV[4], '"kt_published_at":%s*%d+',
   '"kt_published_at":' .. string.format('%d', since), 1)))
 return 'requeued'
