@@ -118,6 +118,8 @@ class Housekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
             while not self.stopping.is_set():
                 try:
                     job()
+                except redis.RedisError as exc:  # Redis away: the next round tries again
+                    log.debug("%s waits for Redis: %s", name, exc)
                 except Exception:
                     log.exception("%s failed; trying again in %s s", name, interval)
                 self.stopping.wait(interval)
@@ -128,26 +130,14 @@ class Housekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
 
     @staticmethod
     def _move() -> None:
-        try:
-            moved = worker_records().move_due()
-        except redis.RedisError as exc:
-            log.debug("delayed mover waits for Redis: %s", exc)
-            return
-        if moved:
+        if moved := worker_records().move_due():
             log.info("queued %d delayed tasks", moved)
 
     @staticmethod
     def _reap() -> None:
-        try:
-            requeued = worker_records().reap_orphans()
-        except redis.RedisError:
-            return
-        if requeued:
+        if requeued := worker_records().reap_orphans():
             log.warning("queued %d tasks again whose message was lost", requeued)
 
     @staticmethod
     def _trim() -> None:
-        try:
-            worker_records().trim(_listing_indexes())
-        except redis.RedisError:
-            return
+        worker_records().trim(_listing_indexes())
