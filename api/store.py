@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 
 from contracts import records
 from contracts.catalogue import QUEUES, TaskSpec
-from contracts.messages import build_message
-from contracts.records import Field, State, now_ms
+from contracts.messages import build_message, message_for_record
+from contracts.records import State, now_ms
 from contracts.scripts import lua
 from contracts.settings import Settings
 
@@ -208,20 +208,10 @@ class TaskStore:
             dead_since, raw = await pipe.execute()
         if dead_since is None or not raw:
             raise DeadLetterNotFound(task_id)
-        fields = _text(raw)
-        spec = self.settings.tasks[fields[Field.NAME]]
-        list_key, payload = build_message(
-            spec,
-            task_id,
-            orjson.loads(fields[Field.ARGS]),
-            queue=fields[Field.QUEUE],
-            priority=int(fields[Field.PRIORITY]),
-            retries=int(fields[Field.RETRIES]),
-            published_at_ms=now_ms(),
-        )
+        now = now_ms()
+        list_key, payload = message_for_record(self.settings.tasks, task_id, _text(raw), now)
         outcome = await self._requeue(
-            keys=[records.record_key(task_id)],
-            args=[task_id, list_key, payload, now_ms()],
+            keys=[records.record_key(task_id)], args=[task_id, list_key, payload, now]
         )
         if outcome == b"missing":
             raise DeadLetterNotFound(task_id)

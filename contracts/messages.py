@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Mapping
 
 import orjson
 
 from contracts.catalogue import PRIORITY_MAX, PRIORITY_STEPS, TaskSpec
-from contracts.records import queue_lists
+from contracts.records import Field, queue_lists
 
 PUBLISHED_AT_HEADER = "kt_published_at"
 DELIVERY_HEADER = "kt_delivery"
@@ -83,3 +84,18 @@ def build_message(
         },
     }
     return queue_list_for(queue, priority), orjson.dumps(envelope)
+
+
+def message_for_record(
+    tasks: Mapping[str, TaskSpec], task_id: str, record: Mapping[str, str], published_at_ms: int
+) -> tuple[str, bytes]:
+    """A fresh message for a task whose own message is gone (dead-lettered, or lost)."""
+    return build_message(
+        tasks[record[Field.NAME]],
+        task_id,
+        orjson.loads(record[Field.ARGS]),
+        queue=record[Field.QUEUE],
+        priority=int(record[Field.PRIORITY]),
+        retries=int(record[Field.RETRIES]),
+        published_at_ms=published_at_ms,
+    )

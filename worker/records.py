@@ -9,14 +9,13 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 
-import orjson
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from contracts import records
-from contracts.messages import build_message
-from contracts.records import State, now_ms
+from contracts.messages import message_for_record
+from contracts.records import Field, State, now_ms
 from contracts.scripts import lua
 from contracts.settings import Settings
 
@@ -168,22 +167,14 @@ class WorkerRecords:
         requeued = 0
         for raw_id in candidates:
             task_id = raw_id.decode()
-            raw = self.client.hmget(
-                records.record_key(task_id), ["name", "queue", "priority", "args", "retries"]
-            )
-            fields = [f.decode() for f in raw if isinstance(f, bytes)]
-            if len(fields) != len(raw) or fields[0] not in self.settings.tasks:
+            names = [Field.NAME, Field.QUEUE, Field.PRIORITY, Field.ARGS, Field.RETRIES]
+            raw = self.client.hmget(records.record_key(task_id), names)
+            record = {
+                n: v.decode() for n, v in zip(names, raw, strict=True) if isinstance(v, bytes)
+            }
+            if len(record) != len(names) or record[Field.NAME] not in self.settings.tasks:
                 continue  # gone meanwhile
-            name, queue, priority, args, retries = fields
-            queue_list, payload = build_message(
-                self.settings.tasks[name],
-                task_id,
-                orjson.loads(args),
-                queue=queue,
-                priority=int(priority),
-                retries=int(retries),
-                published_at_ms=now,
-            )
+            queue_list, payload = message_for_record(self.settings.tasks, task_id, record, now)
             outcome = self._scripts["reap"](
                 keys=[records.record_key(task_id), queue_list],
                 args=[task_id, now, orphan_after_ms, payload, ORPHAN_SLACK_MS],
