@@ -34,20 +34,24 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[TaskStore, Depends(get_store)]
 
 
+def key_accepted(settings: Settings, key: str | None) -> bool:
+    """True when no API key is configured or `key` is it (compared in constant time)."""
+    if settings.api_key is None:
+        return True
+    expected = settings.api_key.get_secret_value().encode()
+    return key is not None and secrets.compare_digest(key.encode(), expected)
+
+
 async def require_api_key(request: Request, key: Annotated[str | None, Security(_api_key)]) -> None:
     """When an API key is configured, every route that shows task data or changes state needs it."""
-    settings: Settings = request.app.state.settings
-    if settings.api_key is None:
+    if key_accepted(request.app.state.settings, key):
         return
+    metrics.REJECTIONS.labels(reason="unauthorized").inc()
     if key is None:
-        metrics.REJECTIONS.labels(reason="unauthorized").inc()
         raise HTTPException(
             401, f"missing {API_KEY_HEADER} header", headers={"WWW-Authenticate": "ApiKey"}
         )
-    expected = settings.api_key.get_secret_value().encode()
-    if not secrets.compare_digest(key.encode(), expected):
-        metrics.REJECTIONS.labels(reason="unauthorized").inc()
-        raise HTTPException(403, f"the {API_KEY_HEADER} header does not match")
+    raise HTTPException(403, f"the {API_KEY_HEADER} header does not match")
 
 
 Authorized = Depends(require_api_key)

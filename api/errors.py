@@ -18,6 +18,9 @@ from contracts.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Redis errors that mean "unreachable", logged without a traceback.
+_OUTAGE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
 
 def error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
@@ -29,64 +32,68 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def install(app: FastAPI, settings: Settings) -> None:
+def render(exc: Exception, settings: Settings) -> JSONResponse:
+    """The answer to an exception raised while serving a request; FastAPI's exception handlers
+    and the fast lane (api/fastlane.py) both answer through here."""
     retry_after = {"Retry-After": str(settings.retry_after_seconds)}
+    match exc:
+        case RequestValidationError():
+            fields = [{"field": _field(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+            summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+            return error(422, "invalid_request", summary, fields=fields)
+        case HTTPException():
+            code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+                exc.status_code, "http_error"
+            )
+            response = error(exc.status_code, code, str(exc.detail))
+            response.headers.update(exc.headers or {})
+            return response
+        case TaskNotFound():
+            return error(404, "task_not_found", f"no task with id {exc.args[0]!r} was submitted")
+        case DeadLetterNotFound():
+            message = f"task {exc.args[0]!r} is not in the dead-letter list"
+            return error(404, "dead_letter_not_found", message)
+        case TaskExpired():
+            return error(
+                410,
+                "task_expired",
+                f"task {exc.args[0]!r} finished and its record expired "
+                f"(records are kept {settings.record_ttl_seconds} s after a task ends)",
+            )
+        case BacklogFull():
+            metrics.REJECTIONS.labels(reason="backlog_full").inc()
+            response = error(429, "backlog_full", str(exc), queue=exc.queue)
+            response.headers.update(retry_after)
+            return response
+        case redis.exceptions.RedisError():
+            if not isinstance(exc, _OUTAGE):
+                log.exception("unexpected Redis error")
+            metrics.REJECTIONS.labels(reason="redis_unavailable").inc()
+            response = error(503, "redis_unavailable", f"the task store is unreachable: {exc}")
+            response.headers.update(retry_after)
+            return response
+    log.exception("unhandled error")
+    return error(500, "internal_error", "the server failed; the error is in its log")
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [{"field": _field(e["loc"]), "message": e["msg"]} for e in exc.errors()]
-        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
-        return error(422, "invalid_request", summary, fields=fields)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
-            exc.status_code, "http_error"
-        )
-        response = error(exc.status_code, code, str(exc.detail))
-        if exc.headers:
-            response.headers.update(exc.headers)
-        return response
+HANDLED = (
+    RequestValidationError,
+    HTTPException,
+    TaskNotFound,
+    DeadLetterNotFound,
+    TaskExpired,
+    BacklogFull,
+    redis.exceptions.RedisError,
+    Exception,
+)
 
-    @app.exception_handler(TaskNotFound)
-    async def not_found(_: Request, exc: TaskNotFound) -> JSONResponse:
-        return error(404, "task_not_found", f"no task with id {exc.args[0]!r} was submitted")
 
-    @app.exception_handler(DeadLetterNotFound)
-    async def not_dead(_: Request, exc: DeadLetterNotFound) -> JSONResponse:
-        return error(
-            404, "dead_letter_not_found", f"task {exc.args[0]!r} is not in the dead-letter list"
-        )
+def install(app: FastAPI, settings: Settings) -> None:
+    async def handler(_: Request, exc: Exception) -> JSONResponse:
+        return render(exc, settings)
 
-    @app.exception_handler(TaskExpired)
-    async def expired(_: Request, exc: TaskExpired) -> JSONResponse:
-        return error(
-            410,
-            "task_expired",
-            f"task {exc.args[0]!r} finished and its record expired "
-            f"(records are kept {settings.record_ttl_seconds} s after a task ends)",
-        )
-
-    @app.exception_handler(BacklogFull)
-    async def backlog_full(_: Request, exc: BacklogFull) -> JSONResponse:
-        metrics.REJECTIONS.labels(reason="backlog_full").inc()
-        response = error(429, "backlog_full", str(exc), queue=exc.queue)
-        response.headers.update(retry_after)
-        return response
-
-    @app.exception_handler(redis.exceptions.RedisError)
-    async def redis_down(_: Request, exc: redis.exceptions.RedisError) -> JSONResponse:
-        if not isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
-            log.exception("unexpected Redis error")
-        metrics.REJECTIONS.labels(reason="redis_unavailable").inc()
-        response = error(503, "redis_unavailable", f"the task store is unreachable: {exc}")
-        response.headers.update(retry_after)
-        return response
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return error(500, "internal_error", "the server failed; the error is in its log")
+    for kind in HANDLED:
+        app.add_exception_handler(kind, handler)
 
 
 class BodyLimit:

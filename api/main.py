@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
+from api.fastlane import FastLane
 from api.metrics import HttpMetrics
 from api.redis import connect
 from api.routes import catalogue, deadletters, health, queues, tasks
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["X-API-Key", "Content-Type"],
         )
     app.add_middleware(errors.BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(FastLane, settings=settings)
     app.add_middleware(HttpMetrics)
     return app
 

@@ -245,7 +245,9 @@ def test_api_key_guards_task_data(make_stack: Callable[..., Stack], key: str | N
         assert api.get("/readyz").status_code == 200
         assert api.get("/").status_code == 200
     with client_for(stack, **{"X-API-Key": "the-right-key"}) as api:
-        assert api.post("/tasks", json={"type": 0}).status_code == 202
+        submitted = api.post("/tasks", json={"type": 0})
+        assert submitted.status_code == 202
+        assert api.get(f"/tasks/{submitted.json()['task_id']}").status_code == 200
 
 
 def test_second_copy_of_a_running_tasks_message_waits_and_never_runs_alongside(

@@ -24,6 +24,7 @@ from api.schemas import (
     SubmitBody,
     Submitted,
     TaskPage,
+    TaskSubmit,
     TaskView,
 )
 from api.store import TaskExpired, TaskNotFound, TaskStore
@@ -74,6 +75,12 @@ async def submit(
     store: StoreDep,
     request: Request,
 ) -> Response:
+    return await accept(store, body, request.scope.get("root_path", ""))
+
+
+async def accept(store: TaskStore, body: SeedSubmit | TaskSubmit, root_path: str) -> Response:
+    """Queue a validated body; the 202 answer. Checks against the catalogue raise
+    RequestValidationError before anything is written."""
     tasks = store.settings.tasks
     if isinstance(body, SeedSubmit):
         spec = tasks["sleep"]
@@ -96,7 +103,7 @@ async def submit(
         metrics.SUBMITTED.labels(spec.name, queue).inc()
     else:
         state = State((await store.get(submitted.task_id))[records.Field.STATE])
-    location = f"{request.scope.get('root_path', '')}/tasks/{submitted.task_id}"
+    location = f"{root_path}/tasks/{submitted.task_id}"
     answer = Submitted(task_id=submitted.task_id, state=state, created=submitted.created)
     return _json(answer, 202, {"Location": location})
 
@@ -146,7 +153,7 @@ async def list_tasks(
     )
 
 
-async def _read(store: TaskStore, task_id: str) -> TaskView:
+async def _view(store: TaskStore, task_id: str) -> TaskView:
     if len(task_id) > MAX_TASK_ID_LENGTH:
         raise TaskNotFound(task_id[:MAX_TASK_ID_LENGTH] + "...")
     record = await store.get(task_id)
@@ -155,7 +162,12 @@ async def _read(store: TaskStore, task_id: str) -> TaskView:
 
 @router.get("/{task_id}", response_model=TaskView, responses=_errors, summary="Read a task")
 async def get_task(task_id: str, store: StoreDep) -> Response:
-    return _json(await _read(store, task_id))
+    return await read(store, task_id)
+
+
+async def read(store: TaskStore, task_id: str) -> Response:
+    """The 200 answer with the task's view."""
+    return _json(await _view(store, task_id))
 
 
 @router.post(
@@ -181,7 +193,7 @@ async def cancel_task(task_id: str, store: StoreDep) -> Cancelled | Response:
     summary="Server-Sent Events: the task view on every change, until it ends",
 )
 async def task_events(task_id: str, store: StoreDep) -> StreamingResponse:
-    first = await _read(store, task_id)  # 404/410 before streaming
+    first = await _view(store, task_id)  # 404/410 before streaming
 
     async def stream() -> AsyncIterator[bytes]:
         view, last, quiet = first, b"", 0.0
@@ -198,7 +210,7 @@ async def task_events(task_id: str, store: StoreDep) -> StreamingResponse:
             await asyncio.sleep(EVENTS_POLL_SECONDS)
             quiet += EVENTS_POLL_SECONDS
             try:
-                view = await _read(store, task_id)
+                view = await _view(store, task_id)
             except (TaskNotFound, TaskExpired):
                 return
 

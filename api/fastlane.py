@@ -1,0 +1,136 @@
+"""The two hot routes, submit and status read, answered beneath FastAPI's routing.
+
+Through FastAPI a status read costs about 310 µs of CPU on the benchmark machine, two thirds of
+it in the middleware stack, routing and dependency solving (docs/benchmarks.md). The lane
+answers only the requests it can vouch for: the API key matches and a submit's body is JSON that
+validates against the same `SubmitBody` model. Anything else (no or a wrong key, a bad body, a
+CORS request, every other route) goes on to FastAPI untouched, so the rules and their error
+answers live in one place. Errors raised by the work itself (not found, backlog full, Redis
+down) are answered by `errors.render`, like FastAPI's handlers do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import Any
+
+import orjson
+from fastapi.routing import APIRoute
+from pydantic import TypeAdapter
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import errors
+from api.deps import API_KEY_HEADER, key_accepted
+from api.routes import tasks
+from api.routes.tasks import accept, read
+from api.schemas import SubmitBody
+from api.store import TaskStore
+from contracts.settings import Settings
+
+_SUBMIT: TypeAdapter[Any] = TypeAdapter(SubmitBody)
+_KEY_HEADER = API_KEY_HEADER.lower().encode()
+_TASK_PREFIX = "/tasks/"
+
+
+def _route(endpoint: Any) -> APIRoute:
+    return next(
+        r for r in tasks.router.routes if isinstance(r, APIRoute) and r.endpoint is endpoint
+    )
+
+
+_READ_ROUTE, _SUBMIT_ROUTE = _route(tasks.get_task), _route(tasks.submit)
+
+
+class FastLane:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._vouched(scope):
+            path, method = _route_path(scope), scope["method"]
+            if method == "GET" and path.startswith(_TASK_PREFIX) and "/" not in path[7:]:
+                task_id = path.removeprefix(_TASK_PREFIX)
+                if task_id:
+                    scope["route"] = _READ_ROUTE  # as routing would: metrics label by it
+                    await self._answer(scope, receive, send, read(_store(scope), task_id))
+                    return
+            elif method == "POST" and path == "/tasks":
+                await self._submit(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _vouched(self, scope: Scope) -> bool:
+        headers = dict(scope["headers"])
+        if self.settings.cors_origins and b"origin" in headers:
+            return False
+        key = headers.get(_KEY_HEADER)
+        return key_accepted(self.settings, key.decode("latin-1") if key is not None else None)
+
+    async def _submit(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"")
+        if (
+            headers.get(b"content-type") != b"application/json"
+            or not declared.isdigit()
+            or int(declared) > self.settings.max_body_bytes
+        ):
+            await self.app(scope, receive, send)
+            return
+        raw = await _read_body(receive)
+        if raw is None:
+            return  # the client went away before sending its body
+        try:
+            body = _SUBMIT.validate_python(orjson.loads(raw))
+        except ValueError:  # orjson's JSONDecodeError and pydantic's ValidationError
+            await self.app(scope, _replay(raw, receive), send)
+            return
+        scope["route"] = _SUBMIT_ROUTE
+        work = accept(_store(scope), body, scope.get("root_path", ""))
+        await self._answer(scope, receive, send, work)
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, work: Coroutine[Any, Any, Response]
+    ) -> None:
+        try:
+            response = await work
+        except Exception as exc:  # answered as FastAPI's handlers answer it
+            response = errors.render(exc, self.settings)
+        await response(scope, receive, send)
+
+
+def _store(scope: Scope) -> TaskStore:
+    store: TaskStore = scope["app"].state.store
+    return store
+
+
+def _route_path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands FastAPI the body the lane already read."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -1,0 +1,50 @@
+"""Submits and status reads are answered beneath FastAPI (api/fastlane.py) when the lane can
+vouch for the request, and by FastAPI otherwise: both ways must give the same answer."""
+
+from __future__ import annotations
+
+import orjson
+
+from devstack.processes import Stack
+from tests.helpers import ApiClient, sample, scrape
+
+DURATION_COUNT = "kubetasks_http_request_duration_seconds_count"
+
+
+def _count(stack: Stack, route: str, method: str) -> float:
+    samples = scrape(f"{stack.api_url}/metrics")
+    return sample(samples, DURATION_COUNT, route=route, method=method, status_class="2xx")
+
+
+def test_submit_answers_alike_through_the_lane_and_through_fastapi(
+    stack: Stack, api: ApiClient
+) -> None:
+    body = {"name": "sleep", "args": {"seconds": 0}, "priority": 3}
+    counted = _count(stack, "/tasks", "POST")
+    lane = api.post("/tasks", json=body)
+    # A content type the lane does not take as-is sends the request through FastAPI.
+    headers = {"content-type": "application/json; charset=utf-8"}
+    routed = api.post("/tasks", content=orjson.dumps(body), headers=headers)
+    answers = [lane, routed]
+    for response in answers:
+        assert response.status_code == 202, response.text
+        assert response.headers["content-type"] == "application/json"
+        answer = response.json()
+        assert answer == {"task_id": answer["task_id"], "state": "PENDING", "created": True}
+        assert response.headers["location"] == f"/tasks/{answer['task_id']}"
+    assert _count(stack, "/tasks", "POST") == counted + 2
+    views = [api.wait_task(r.json()["task_id"]) for r in answers]
+    assert [(v["state"], v["priority"]) for v in views] == [("SUCCESS", 3), ("SUCCESS", 3)]
+
+
+def test_a_status_read_matches_the_listing_and_is_counted_under_its_route(
+    stack: Stack, api: ApiClient
+) -> None:
+    task_id = api.submit("primes", {"limit": 100})
+    api.wait_task(task_id)
+    counted = _count(stack, "/tasks/{task_id}", "GET")
+    read = api.get(f"/tasks/{task_id}")
+    assert read.status_code == 200
+    listed = api.get("/tasks", params={"name": "primes", "limit": 200}).json()["items"]
+    assert read.json() == next(item for item in listed if item["task_id"] == task_id)
+    assert _count(stack, "/tasks/{task_id}", "GET") == counted + 1
