@@ -10,15 +10,20 @@ local function record_key(id) return PREFIX .. 'task:' .. id end
 local function state_index(state) return TASKS .. ':state:' .. state end
 local function name_state_index(name, state) return TASKS .. ':name:' .. name .. ':state:' .. state end
 
--- Record the new state and move the task between the listing indexes of its old and new state.
-local function set_state(rec, id, new)
-  local f = redis.call('HMGET', rec, 'state', 'name', 'submitted_at')
-  local old, name, score = f[1], f[2], f[3]
-  if old == new then return old end
+-- Move a task between the listing indexes of its old and new state (score: submit time).
+local function reindex(id, name, score, old, new)
   redis.call('ZREM', state_index(old), id)
   redis.call('ZREM', name_state_index(name, old), id)
   redis.call('ZADD', state_index(new), score, id)
   redis.call('ZADD', name_state_index(name, new), score, id)
+end
+
+-- Record the new state and move the task between the listing indexes of its old and new state.
+local function set_state(rec, id, new)
+  local f = redis.call('HMGET', rec, 'state', 'name', 'submitted_at')
+  local old = f[1]
+  if old == new then return old end
+  reindex(id, f[2], f[3], old, new)
   redis.call('HSET', rec, 'state', new)
   return old
 end
