@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import cached_property
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import Script
 from redis.retry import Retry
 
 from contracts import records
@@ -32,47 +32,48 @@ class Decision:
 
 
 class WorkerRecords:
-    """Created lazily in each process: redis-py reconnects after fork, scripts load on demand."""
+    """One Redis connection per process, opened on first use and again after a fork.
+
+    A pool process makes two calls per task and waits for each: a single connection skips the
+    pool's checkout and pid check on every call (the drain in docs/benchmarks.md). Threads of one
+    process share it under redis-py's lock; a forked child must never use its parent's socket.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._pid = 0
+        self._client: redis.Redis | None = None
+        self._scripts: dict[str, Script] = {}
 
-    @cached_property
+    @property
     def client(self) -> redis.Redis:
-        return redis.Redis.from_url(
-            self.settings.redis_url,
-            socket_timeout=5,
-            socket_connect_timeout=5,
-            # A worker rides out a Redis restart instead of failing the task it is running.
-            retry=Retry(ExponentialBackoff(cap=2, base=0.1), 8),
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-            health_check_interval=30,
-        )
+        if self._client is None or self._pid != os.getpid():
+            self._client = redis.Redis.from_url(
+                self.settings.redis_url,
+                single_connection_client=True,
+                socket_timeout=5,
+                socket_connect_timeout=5,
+                # A worker rides out a Redis restart instead of failing the task it is running.
+                retry=Retry(ExponentialBackoff(cap=2, base=0.1), 8),
+                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+                health_check_interval=30,
+            )
+            self._pid = os.getpid()
+            self._scripts = {}
+        return self._client
 
-    def _script(self, name: str) -> redis.commands.core.Script:
-        return self.client.register_script(lua(name))
-
-    @cached_property
-    def _scripts(self) -> dict[str, redis.commands.core.Script]:
-        names = (
-            "start",
-            "progress",
-            "finish",
-            "retry",
-            "requeued",
-            "defer",
-            "move_due",
-            "trim",
-            "reap",
-        )
-        return {name: self._script(name) for name in names}
+    def _script(self, name: str) -> Script:
+        client = self.client
+        if name not in self._scripts:
+            self._scripts[name] = client.register_script(lua(name))
+        return self._scripts[name]
 
     def start(self, task_id: str, delivery: str, worker: str, time_limit: float) -> Decision:
         now = now_ms()
         # The hard time limit ends the execution by then; the lease must end before the
         # visibility timeout hands the message of a dead worker to another.
         lease_until = now + int(time_limit * 1000) + LEASE_GRACE_MS
-        outcome, detail, *priority = self._scripts["start"](
+        outcome, detail, *priority = self._script("start")(
             keys=[records.record_key(task_id)],
             args=[
                 task_id,
@@ -88,7 +89,7 @@ class WorkerRecords:
         return Decision(_str(outcome), _str(detail), int(priority[0]) if priority else 0)
 
     def progress(self, task_id: str, delivery: str, progress_json: bytes) -> str:
-        state = self._scripts["progress"](
+        state = self._script("progress")(
             keys=[records.record_key(task_id)], args=[delivery, progress_json]
         )
         return _str(state)
@@ -105,7 +106,7 @@ class WorkerRecords:
         traceback: str = "",
     ) -> str:
         return _str(
-            self._scripts["finish"](
+            self._script("finish")(
                 keys=[records.record_key(task_id)],
                 args=[
                     task_id,
@@ -133,7 +134,7 @@ class WorkerRecords:
         error_message: str,
     ) -> str:
         return _str(
-            self._scripts["retry"](
+            self._script("retry")(
                 keys=[records.record_key(task_id)],
                 args=[task_id, delivery, due_ms, queue_list, payload, error_type, error_message],
             )
@@ -141,14 +142,14 @@ class WorkerRecords:
 
     def defer(self, task_id: str, *, due_ms: int, queue_list: str, payload: bytes) -> str:
         return _str(
-            self._scripts["defer"](
+            self._script("defer")(
                 keys=[records.record_key(task_id)], args=[task_id, queue_list, payload, due_ms]
             )
         )
 
     def requeued(self, task_id: str, delivery: str) -> str:
         return _str(
-            self._scripts["requeued"](
+            self._script("requeued")(
                 keys=[records.record_key(task_id)], args=[task_id, delivery, now_ms()]
             )
         )
@@ -175,7 +176,7 @@ class WorkerRecords:
             if len(record) != len(names) or record[Field.NAME] not in self.settings.tasks:
                 continue  # gone meanwhile
             queue_list, payload = message_for_record(self.settings.tasks, task_id, record, now)
-            outcome = self._scripts["reap"](
+            outcome = self._script("reap")(
                 keys=[records.record_key(task_id), queue_list],
                 args=[task_id, now, orphan_after_ms, payload, ORPHAN_SLACK_MS],
             )
@@ -183,11 +184,11 @@ class WorkerRecords:
         return requeued
 
     def move_due(self, limit: int = 500) -> int:
-        return int(self._scripts["move_due"](args=[now_ms(), limit]))
+        return int(self._script("move_due")(args=[now_ms(), limit]))
 
     def trim(self, index_keys: list[str]) -> int:
         cutoff = now_ms() - self.settings.tombstone_ttl_seconds * 1000
-        return int(self._scripts["trim"](keys=index_keys, args=[cutoff, TRIM_BUDGET]))
+        return int(self._script("trim")(keys=index_keys, args=[cutoff, TRIM_BUDGET]))
 
 
 def _str(value: bytes | str | int) -> str:
