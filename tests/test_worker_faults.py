@@ -107,3 +107,28 @@ def test_worker_logs_to_stdout_and_to_the_configured_file(
     wait_for(lambda: task_id in logfile.read_text(), 10, "the task in the log file")
     assert f"Task sleep[{task_id}] succeeded" in logfile.read_text()
     assert f"Task sleep[{task_id}] succeeded" in worker.output()  # stdout too
+
+
+def test_a_forked_pool_process_opens_its_own_redis_connection(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """Worker records keep one connection per process; a child that used its parent's socket
+    would read the parent's replies (billiard forks pool processes after the main one used it)."""
+    from contracts.settings import Settings
+    from worker.records import WorkerRecords
+
+    stack = make_stack()
+    stack.start_redis()
+    worker_records = WorkerRecords(Settings(redis_url=stack.redis_url))
+    parent_id = worker_records.client.client_id()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports the id of the connection its records use, then leaves
+        try:
+            os.write(write, str(worker_records.client.client_id()).encode())
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    child_id = int(os.read(read, 64))
+    assert child_id != parent_id
+    assert worker_records.client.client_id() == parent_id
