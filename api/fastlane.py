@@ -23,14 +23,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import errors
 from api.deps import API_KEY_HEADER, key_accepted
 from api.routes import tasks
-from api.routes.tasks import accept, read
 from api.schemas import SubmitBody
 from api.store import TaskStore
 from contracts.settings import Settings
 
 _SUBMIT: TypeAdapter[Any] = TypeAdapter(SubmitBody)
 _KEY_HEADER = API_KEY_HEADER.lower().encode()
-_TASK_PREFIX = "/tasks/"
 
 
 def _route(endpoint: Any) -> APIRoute:
@@ -40,6 +38,7 @@ def _route(endpoint: Any) -> APIRoute:
 
 
 _READ_ROUTE, _SUBMIT_ROUTE = _route(tasks.get_task), _route(tasks.submit)
+_TASK_PREFIX = _READ_ROUTE.path.removesuffix("{task_id}")  # "/tasks/"
 
 
 class FastLane:
@@ -48,15 +47,15 @@ class FastLane:
         self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self._vouched(scope):
+        if scope["type"] == "http":
             path, method = _route_path(scope), scope["method"]
-            if method == "GET" and path.startswith(_TASK_PREFIX) and "/" not in path[7:]:
+            if method == "GET" and path.startswith(_TASK_PREFIX):
                 task_id = path.removeprefix(_TASK_PREFIX)
-                if task_id:
+                if task_id and "/" not in task_id and self._vouched(scope):
                     scope["route"] = _READ_ROUTE  # as routing would: metrics label by it
-                    await self._answer(scope, receive, send, read(_store(scope), task_id))
+                    await self._answer(scope, receive, send, tasks.read(_store(scope), task_id))
                     return
-            elif method == "POST" and path == "/tasks":
+            elif method == "POST" and path == _SUBMIT_ROUTE.path and self._vouched(scope):
                 await self._submit(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -87,7 +86,7 @@ class FastLane:
             await self.app(scope, _replay(raw, receive), send)
             return
         scope["route"] = _SUBMIT_ROUTE
-        work = accept(_store(scope), body, scope.get("root_path", ""))
+        work = tasks.accept(_store(scope), body, scope.get("root_path", ""))
         await self._answer(scope, receive, send, work)
 
     async def _answer(

@@ -3,9 +3,12 @@ vouch for the request, and by FastAPI otherwise: both ways must give the same an
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 
 from devstack.processes import Stack
+from tests.conftest import client_for
 from tests.helpers import ApiClient, sample, scrape
 
 DURATION_COUNT = "kubetasks_http_request_duration_seconds_count"
@@ -48,3 +51,19 @@ def test_a_status_read_matches_the_listing_and_is_counted_under_its_route(
     listed = api.get("/tasks", params={"name": "primes", "limit": 200}).json()["items"]
     assert read.json() == next(item for item in listed if item["task_id"] == task_id)
     assert _count(stack, "/tasks/{task_id}", "GET") == counted + 1
+
+
+def test_cors_requests_get_their_headers_on_the_hot_routes(
+    make_stack: Callable[..., Stack],
+) -> None:
+    origin = "https://app.example"
+    stack = make_stack(env={"KUBETASKS_CORS_ORIGINS": f'["{origin}"]'})
+    stack.start_redis()
+    stack.start_api()
+    with client_for(stack, Origin=origin) as api:
+        submitted = api.post("/tasks", json={"name": "sleep", "args": {"seconds": 0}})
+        assert submitted.status_code == 202, submitted.text
+        read = api.get(f"/tasks/{submitted.json()['task_id']}")
+        assert read.status_code == 200
+    for response in (submitted, read):
+        assert response.headers["access-control-allow-origin"] == origin
