@@ -3,13 +3,14 @@ vouch for the request, and by FastAPI otherwise: both ways must give the same an
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 import orjson
 
 from devstack.processes import Stack
 from tests.conftest import client_for
-from tests.helpers import ApiClient, sample, scrape
+from tests.helpers import ApiClient, sample, scrape, wait_for
 
 DURATION_COUNT = "kubetasks_http_request_duration_seconds_count"
 
@@ -67,3 +68,41 @@ def test_cors_requests_get_their_headers_on_the_hot_routes(
         assert read.status_code == 200
     for response in (submitted, read):
         assert response.headers["access-control-allow-origin"] == origin
+
+
+def test_the_first_of_repeated_api_keys_counts_on_every_route(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack(api_key="the-right-key")
+    stack.start_redis()
+    stack.start_api()
+    keys = [("X-API-Key", "wrong"), ("X-API-Key", "the-right-key")]
+    with client_for(stack) as api:
+        body = {"name": "sleep", "args": {"seconds": 0}}
+        assert api.post("/tasks", json=body, headers=keys).status_code == 403
+        task_id = api.post("/tasks", json=body, headers=keys[::-1]).json()["task_id"]
+        assert api.get(f"/tasks/{task_id}", headers=keys).status_code == 403
+        assert api.get(f"/tasks/{task_id}", headers=keys[::-1]).status_code == 200
+
+
+def test_a_status_read_with_an_oversized_body_is_refused(stack: Stack, api: ApiClient) -> None:
+    task_id = api.submit("sleep", {"seconds": 0})
+    response = api.request("GET", f"/tasks/{task_id}", content=b"x" * 2_000_000)
+    assert response.status_code == 413
+    assert response.json()["error"] == "body_too_large"
+
+
+def test_a_client_leaving_mid_body_is_not_counted_as_a_server_error(stack: Stack) -> None:
+    def counts() -> tuple[float, float]:
+        samples = scrape(f"{stack.api_url}/metrics")
+        left = sample(samples, DURATION_COUNT, route="/tasks", method="POST", status_class="4xx")
+        return left, sample(samples, DURATION_COUNT, status_class="5xx")
+
+    before_4xx, before_5xx = counts()
+    with socket.create_connection(("127.0.0.1", stack.api_port), timeout=5) as raw:
+        raw.sendall(
+            b"POST /tasks HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n" + b'{"name": "sleep"'
+        )
+    wait_for(lambda: counts()[0] == before_4xx + 1, 10, "the abandoned submit to be counted")
+    assert counts()[1] == before_5xx
