@@ -120,6 +120,7 @@ def test_a_forked_pool_process_opens_its_own_redis_connection(
     stack = make_stack()
     stack.start_redis()
     worker_records = WorkerRecords(Settings(redis_url=stack.redis_url))
+    worker_records.single_connection = True  # as in a pool process
     parent_id = worker_records.client.client_id()
     read, write = os.pipe()
     pid = os.fork()

@@ -23,7 +23,7 @@ from contracts.catalogue import PRIORITY_STEPS, QUEUES, TASKS, longest_time_limi
 from contracts.settings import Settings, get_settings
 from worker import metrics
 from worker.housekeeping import Housekeeping
-from worker.lifecycle import RecordedTask
+from worker.lifecycle import RecordedTask, worker_records
 from worker.registry import IMPLEMENTATIONS
 
 SERIALIZER = "json"
@@ -125,6 +125,12 @@ def _unused_run(args: dict[str, Any]) -> None:
 @signals.worker_init.connect  # type: ignore[untyped-decorator]
 def _start_metrics(**_: Any) -> None:
     metrics.reset_and_serve(get_settings().worker_metrics_port)
+
+
+@signals.worker_process_init.connect  # type: ignore[untyped-decorator]
+def _pool_process(**_: Any) -> None:
+    # One task at a time here: a single Redis connection (see WorkerRecords).
+    worker_records().single_connection = True
 
 
 @signals.after_setup_logger.connect  # type: ignore[untyped-decorator]

@@ -6,6 +6,7 @@ Each call is one Lua script from `contracts/lua`, the same state machine the API
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 import redis
@@ -32,41 +33,48 @@ class Decision:
 
 
 class WorkerRecords:
-    """One Redis connection per process, opened on first use and again after a fork.
+    """The worker's Redis client, opened on first use in each process and again after a fork.
 
-    A pool process makes two calls per task and waits for each: a single connection skips the
-    pool's checkout and pid check on every call (the drain in docs/benchmarks.md). Threads of one
-    process share it under redis-py's lock; a forked child must never use its parent's socket.
+    A pool process runs one task at a time and waits on two calls per task: it keeps a single
+    connection (`single_connection`, set by worker.app at `worker_process_init`), which skips
+    the pool's checkout on every call (the drain in docs/benchmarks.md). The main process keeps a
+    connection pool: its housekeeping threads and Celery's hooks must not queue behind one
+    another's calls while Redis hangs.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.single_connection = False
+        self._lock = threading.Lock()
         self._pid = 0
         self._client: redis.Redis | None = None
         self._scripts: dict[str, Script] = {}
 
     @property
     def client(self) -> redis.Redis:
-        if self._client is None or self._pid != os.getpid():
-            self._client = redis.Redis.from_url(
-                self.settings.redis_url,
-                single_connection_client=True,
-                socket_timeout=5,
-                socket_connect_timeout=5,
-                # A worker rides out a Redis restart instead of failing the task it is running.
-                retry=Retry(ExponentialBackoff(cap=2, base=0.1), 8),
-                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-                health_check_interval=30,
-            )
-            self._pid = os.getpid()
-            self._scripts = {}
-        return self._client
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                # A forked child must never use its parent's socket.
+                self._client = redis.Redis.from_url(
+                    self.settings.redis_url,
+                    single_connection_client=self.single_connection,
+                    socket_timeout=5,
+                    socket_connect_timeout=5,
+                    # A worker rides out a Redis restart instead of failing the running task.
+                    retry=Retry(ExponentialBackoff(cap=2, base=0.1), 8),
+                    retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+                    health_check_interval=30,
+                )
+                self._pid = os.getpid()
+                self._scripts = {}
+            return self._client
 
     def _script(self, name: str) -> Script:
         client = self.client
-        if name not in self._scripts:
-            self._scripts[name] = client.register_script(lua(name))
-        return self._scripts[name]
+        script = self._scripts.get(name)
+        if script is None or script.registered_client is not client:
+            script = self._scripts[name] = client.register_script(lua(name))
+        return script
 
     def start(self, task_id: str, delivery: str, worker: str, time_limit: float) -> Decision:
         now = now_ms()
