@@ -23,6 +23,8 @@ from contracts.settings import Settings
 LEASE_GRACE_MS = 1000
 TRIM_BUDGET = 50_000  # index entries looked at per trim call
 ORPHAN_SLACK_MS = 60_000  # see contracts/lua/reap.lua
+# What contracts.messages.message_for_record needs from a record.
+_MESSAGE_FIELDS = [Field.NAME, Field.QUEUE, Field.PRIORITY, Field.ARGS, Field.RETRIES]
 
 
 @dataclass(frozen=True)
@@ -70,11 +72,10 @@ class WorkerRecords:
             return self._client
 
     def _script(self, name: str) -> Script:
-        client = self.client
-        script = self._scripts.get(name)
-        if script is None or script.registered_client is not client:
-            script = self._scripts[name] = client.register_script(lua(name))
-        return script
+        client = self.client  # first: a new client (new process) starts with no scripts
+        if name not in self._scripts:
+            self._scripts[name] = client.register_script(lua(name))
+        return self._scripts[name]
 
     def start(self, task_id: str, delivery: str, worker: str, time_limit: float) -> Decision:
         now = now_ms()
@@ -176,12 +177,13 @@ class WorkerRecords:
         requeued = 0
         for raw_id in candidates:
             task_id = raw_id.decode()
-            names = [Field.NAME, Field.QUEUE, Field.PRIORITY, Field.ARGS, Field.RETRIES]
-            raw = self.client.hmget(records.record_key(task_id), names)
+            raw = self.client.hmget(records.record_key(task_id), _MESSAGE_FIELDS)
             record = {
-                n: v.decode() for n, v in zip(names, raw, strict=True) if isinstance(v, bytes)
+                n: v.decode()
+                for n, v in zip(_MESSAGE_FIELDS, raw, strict=True)
+                if isinstance(v, bytes)
             }
-            if len(record) != len(names) or record[Field.NAME] not in self.settings.tasks:
+            if len(record) != len(_MESSAGE_FIELDS) or record[Field.NAME] not in self.settings.tasks:
                 continue  # gone meanwhile
             queue_list, payload = message_for_record(self.settings.tasks, task_id, record, now)
             outcome = self._script("reap")(
