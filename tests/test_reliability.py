@@ -51,17 +51,16 @@ def test_sigterm_lets_a_running_task_finish_exactly_once(make_stack: Callable[..
         assert view["attempts"] == 1
 
 
-def test_sigterm_past_the_soft_shutdown_timeout_requeues_and_completes_once_elsewhere(
-    make_stack: Callable[..., Stack],
+def _interrupted_task_completes_on_a_second_worker(
+    stack: Stack, seconds: float, interrupt: Callable[[Process], object]
 ) -> None:
-    stack = make_stack(env={"KUBETASKS_WORKER_SOFT_SHUTDOWN_TIMEOUT": "2", **SHORT_VISIBILITY})
     stack.start_redis()
     stack.start_api()
     first = stack.start_worker("first")
     with client_for(stack) as api:
-        task_id = api.submit("sleep", {"seconds": 6})
+        task_id = api.submit("sleep", {"seconds": seconds})
         api.wait_task(task_id, {"STARTED"})
-        first.stop(signal.SIGTERM, timeout=30)
+        interrupt(first)
         stack.start_worker("second")
         done = api.wait_task(task_id, timeout=45)
         assert done["state"] == "SUCCESS"
@@ -69,22 +68,19 @@ def test_sigterm_past_the_soft_shutdown_timeout_requeues_and_completes_once_else
         assert done["worker"].startswith("second@")
 
 
+def test_sigterm_past_the_soft_shutdown_timeout_requeues_and_completes_once_elsewhere(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack(env={"KUBETASKS_WORKER_SOFT_SHUTDOWN_TIMEOUT": "2", **SHORT_VISIBILITY})
+    _interrupted_task_completes_on_a_second_worker(
+        stack, 6, lambda first: first.stop(signal.SIGTERM, timeout=30)
+    )
+
+
 def test_killed_worker_task_is_redelivered_after_the_visibility_timeout(
     make_stack: Callable[..., Stack],
 ) -> None:
-    stack = make_stack(env=SHORT_VISIBILITY)
-    stack.start_redis()
-    stack.start_api()
-    first = stack.start_worker("first")
-    with client_for(stack) as api:
-        task_id = api.submit("sleep", {"seconds": 3})
-        api.wait_task(task_id, {"STARTED"})
-        kill_tree(first)
-        stack.start_worker("second")
-        done = api.wait_task(task_id, timeout=45)
-        assert done["state"] == "SUCCESS"
-        assert done["attempts"] == 2
-        assert done["worker"].startswith("second@")
+    _interrupted_task_completes_on_a_second_worker(make_stack(env=SHORT_VISIBILITY), 3, kill_tree)
 
 
 def test_countdown_longer_than_the_visibility_timeout_runs_once(
