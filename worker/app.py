@@ -74,6 +74,7 @@ def create_app(settings: Settings) -> Celery:
     check_profile(settings)
     app = Celery("kubetasks", broker=settings.redis_url, set_as_current=True)
     app.conf.update(
+        broker_transport="worker.broker:Transport",
         task_serializer=SERIALIZER,
         result_serializer=SERIALIZER,
         event_serializer=SERIALIZER,

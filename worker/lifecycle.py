@@ -46,6 +46,7 @@ class Execution:
     delivery: str
     attempt: int
     retries: int
+    delivery_tag: str  # kombu's, for the acknowledgement in finish.lua
 
     def progress(self, current: float, total: float, message: str = "") -> None:
         body = orjson.dumps({"current": current, "total": total, "message": message})
@@ -62,7 +63,23 @@ def backoff_seconds(spec: TaskSpec, retries: int) -> float:
 
 
 class RecordedRequest(Request):  # type: ignore[misc]
-    """Main-process hooks: a lost child requeues the task, a hard time limit fails it."""
+    """Main-process hooks: a lost child requeues the task, a hard time limit fails it, and a
+    success is acknowledged without a round trip (its finish already acknowledged it)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Celery subclasses the task's Request class once per task type
+        # (celery.worker.request.create_request_cls) with an on_success that overrides any
+        # defined here: wrap that one.
+        super().__init_subclass__(**kwargs)
+        on_success = cls.on_success
+
+        def settle_then_ack(self: RecordedRequest, failed__retval__runtime: Any, **kw: Any) -> Any:
+            if not failed__retval__runtime[0]:
+                # The task returned, so finish.lua acknowledged its message (RecordedTask._execute).
+                self.message.channel.qos.settled(self.message.delivery_tag)
+            return on_success(self, failed__retval__runtime, **kw)
+
+        cls.on_success = settle_then_ack
 
     def _labels(self) -> tuple[str, str]:
         return self.task.name, self.delivery_info.get("routing_key") or ""
@@ -81,6 +98,7 @@ class RecordedRequest(Request):  # type: ignore[misc]
             State.FAILURE,
             error_type="TimeLimitExceeded",
             error_message=f"hard time limit of {timeout} s exceeded; the process was killed",
+            delivery_tag=self.message.delivery_tag,
         )
         metrics.COMPLETED.labels(*self._labels(), "failed").inc()
         if self.worker_pid:
@@ -152,7 +170,13 @@ class RecordedTask(Task):  # type: ignore[misc]
             wait = max(0.0, (now_ms() - int(published)) / 1000)
             metrics.QUEUE_WAIT.labels(*labels).observe(wait)
         metrics.STARTED.labels(*labels).inc()
-        execution = Execution(req.id, delivery, int(decision.detail), req.retries or 0)
+        execution = Execution(
+            req.id,
+            delivery,
+            int(decision.detail),
+            req.retries or 0,
+            str((req.properties or {}).get("delivery_tag") or ""),
+        )
         outcome = "failed"
         started = time.perf_counter()
         try:
@@ -193,7 +217,10 @@ class RecordedTask(Task):  # type: ignore[misc]
         except Exception as exc:
             self._fail(execution, exc)
             raise
-        if records.finish(task_id, delivery, State.SUCCESS, result=result) != State.SUCCESS:
+        finished = records.finish(
+            task_id, delivery, State.SUCCESS, result=result, delivery_tag=execution.delivery_tag
+        )
+        if finished != State.SUCCESS:
             log.info("task %s was cancelled while running; its result is discarded", task_id)
             raise Ignore()
         return value
@@ -206,6 +233,7 @@ class RecordedTask(Task):  # type: ignore[misc]
             error_type=type(exc).__name__,
             error_message=str(exc)[:2000],
             traceback="".join(traceback.format_exception(exc))[-8000:],
+            delivery_tag=execution.delivery_tag,
         )
 
     def _schedule_retry(

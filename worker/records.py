@@ -37,7 +37,7 @@ class Decision:
 class WorkerRecords:
     """The worker's Redis client, opened on first use in each process and again after a fork.
 
-    A pool process runs one task at a time and waits on two calls per task: it keeps a single
+    A pool process runs one task at a time and waits on its calls: it keeps a single
     connection (`single_connection`, set by worker.app at `worker_process_init`), which skips
     the pool's checkout on every call (the drain in docs/benchmarks.md). The main process keeps a
     connection pool: its housekeeping threads and Celery's hooks must not queue behind one
@@ -113,7 +113,9 @@ class WorkerRecords:
         error_type: str = "",
         error_message: str = "",
         traceback: str = "",
+        delivery_tag: str = "",
     ) -> str:
+        """End the execution and acknowledge its message (by `delivery_tag`) in one call."""
         return _str(
             self._script("finish")(
                 keys=[records.record_key(task_id)],
@@ -127,6 +129,7 @@ class WorkerRecords:
                     error_type,
                     error_message,
                     traceback,
+                    delivery_tag,
                 ],
             )
         )

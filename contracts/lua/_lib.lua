@@ -5,6 +5,8 @@ local DELAYED = PREFIX .. 'delayed'
 local DELAYED_MSG = PREFIX .. 'delayed:msg'
 local DEADLETTER = PREFIX .. 'deadletter'
 local TERMINAL = {SUCCESS = true, FAILURE = true, REVOKED = true}
+-- kombu's Redis transport keeps the messages a worker holds unacknowledged here (its defaults).
+local UNACKED, UNACKED_INDEX = 'unacked', 'unacked_index'
 
 local function record_key(id) return PREFIX .. 'task:' .. id end
 local function state_index(state) return TASKS .. ':state:' .. state end

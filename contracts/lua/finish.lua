@@ -1,6 +1,13 @@
--- KEYS: record. ARGV: id delivery state now ttl result error_type error_message traceback.
+-- KEYS: record. ARGV: id delivery state now ttl result error_type error_message traceback tag.
 -- Only the delivery that holds the lease finishes a task; a cancel that came first stands.
-local rec, id, new, now = KEYS[1], ARGV[1], ARGV[3], ARGV[4]
+-- `tag`, the message's kombu delivery tag, acknowledges the message in the same step, whatever
+-- the outcome (every ending is acknowledged): a record never ends while its message can still
+-- be redelivered, and the worker's main process saves its own round trip (worker/broker.py).
+local rec, id, new, now, tag = KEYS[1], ARGV[1], ARGV[3], ARGV[4], ARGV[10]
+if tag ~= '' then
+  redis.call('ZREM', UNACKED_INDEX, tag)
+  redis.call('HDEL', UNACKED, tag)
+end
 local f = redis.call('HMGET', rec, 'state', 'delivery', 'name', 'submitted_at')
 if f[1] ~= 'STARTED' or f[2] ~= ARGV[2] then return f[1] or 'missing' end
 reindex(id, f[3], f[4], 'STARTED', new)

@@ -19,7 +19,7 @@ for q = 0, #KEYS / per - 1 do
   queues[#queues + 1] = {ready, oldest}
 end
 local inflight = {}
-for _, v in ipairs(redis.call('HVALS', 'unacked')) do
+for _, v in ipairs(redis.call('HVALS', UNACKED)) do
   inflight[#inflight + 1] = string.match(v, '"([^"]*)"%]%s*$') or ''
 end
 local workers = {}

@@ -13,7 +13,7 @@ if f[1] ~= 'PENDING' and f[1] ~= 'RETRY' then return 'not-waiting' end
 local since = math.max(tonumber(f[2]), tonumber(f[3] or '0'), tonumber(f[4] or '0'))
 if since > now - tonumber(ARGV[3]) then return 'recent' end
 if redis.call('ZSCORE', DELAYED, id) then return 'delayed' end
-for _, v in ipairs(redis.call('HVALS', 'unacked')) do
+for _, v in ipairs(redis.call('HVALS', UNACKED)) do
   if string.find(v, id, 1, true) then return 'unacked' end
 end
 local tail = redis.call('LINDEX', list, -1)
