@@ -11,9 +11,8 @@ from typing import Any
 
 import redis
 
-from bench import memory
 from bench.config import Config
-from bench.env import launch, stop, wait_log
+from bench.env import launch, wait_log
 from bench.stats import summary
 from devstack.processes import Process, Stack, wait_until
 
@@ -52,37 +51,42 @@ def _bare_pending(r: redis.Redis) -> int:
     return int(ready) + int(unacked)
 
 
-def bare_celery(stack: Stack, r: redis.Redis, cfg: Config) -> dict[str, Any]:
-    """`delay()` loop with no worker (submit/s), then drains with 2 prefork processes."""
-    from bench.bare_app import QUEUE, app
+def use_redis(stack: Stack) -> None:
+    """Point this process's `delay()` calls at the run's Redis."""
+    from bench.bare_app import app
 
     app.conf.broker_url = stack.redis_url
-    submit = []
-    for _ in range(cfg.repeats):
-        seconds = _delay_loop(cfg.bare_submit_tasks)
-        submit.append(cfg.bare_submit_tasks / seconds)
-        r.delete(QUEUE)
-    worker = start_bare_worker(stack)
-    idle = memory.tree(worker.pid)
-    drain = []
-    try:
-        _delay_loop(50)  # warm up: pool processes import, connections open
-        wait_until(lambda: _bare_pending(r) == 0, 60, "the bare warm-up to drain")
-        for _ in range(cfg.repeats):
-            start = time.perf_counter()
-            _delay_loop(cfg.drain_tasks)
-            wait_until(lambda: _bare_pending(r) == 0, 300, "the bare Celery drain", 0.02)
-            drain.append(cfg.drain_tasks / (time.perf_counter() - start))
-        loaded = memory.tree(worker.pid)
-    finally:
-        stop(stack, worker)
+
+
+def close() -> None:
+    from bench.bare_app import app
+
     app.pool.force_close_all()
-    return {
-        "submit_per_s": summary(submit),
-        "drain_per_s": summary(drain),
-        "worker_memory_idle": idle,
-        "worker_memory_loaded": loaded,
-    }
+
+
+def submit_rate(r: redis.Redis, cfg: Config) -> dict[str, Any]:
+    """`delay()` loops with no worker running: submits/s."""
+    from bench.bare_app import QUEUE
+
+    runs = []
+    for _ in range(cfg.repeats):
+        runs.append(cfg.bare_submit_tasks / _delay_loop(cfg.bare_submit_tasks))
+        r.delete(QUEUE)
+    return summary(runs)
+
+
+def warm_up(r: redis.Redis) -> None:
+    """Pool processes import, connections open."""
+    _delay_loop(50)
+    wait_until(lambda: _bare_pending(r) == 0, 60, "the bare warm-up to drain")
+
+
+def drain_once(r: redis.Redis, n: int) -> float:
+    """Tasks/s for n `delay()` calls until the bare worker has acknowledged them all."""
+    start = time.perf_counter()
+    _delay_loop(n)
+    wait_until(lambda: _bare_pending(r) == 0, 300, "the bare Celery drain", 0.02)
+    return n / (time.perf_counter() - start)
 
 
 def redis_benchmark(stack: Stack, r: redis.Redis, cfg: Config) -> dict[str, Any]:

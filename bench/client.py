@@ -60,26 +60,41 @@ def post_many(port: int, path: str, body: bytes, n: int, concurrency: int = 32) 
     return asyncio.run(_post_many(port, path, body, n, concurrency))
 
 
-async def _timed(port: int, paths: list[str], timeout: float) -> list[float]:
-    reader, writer = await asyncio.open_connection(HOST, port)
-    latencies = []
+async def _timed(targets: list[tuple[int, list[str]]], timeout: float) -> list[list[float]]:
+    connections = [await asyncio.open_connection(HOST, port) for port, _ in targets]
+    latencies: list[list[float]] = [[] for _ in targets]
     try:
-        for path in paths:
-            start = time.perf_counter()
-            status, body = await asyncio.wait_for(
-                _exchange(reader, writer, raw_request("GET", path)), timeout
-            )
-            latencies.append(time.perf_counter() - start)
-            if status != 200:
-                raise RuntimeError(f"GET {path} answered {status}: {body[:300]!r}")
+        for i in range(max(len(paths) for _, paths in targets)):
+            for k in range(len(targets)):
+                turn = (i + k) % len(targets)  # each target goes first in turn
+                paths = targets[turn][1]
+                if i >= len(paths):
+                    continue
+                reader, writer = connections[turn]
+                start = time.perf_counter()
+                status, body = await asyncio.wait_for(
+                    _exchange(reader, writer, raw_request("GET", paths[i])), timeout
+                )
+                latencies[turn].append(time.perf_counter() - start)
+                if status != 200:
+                    raise RuntimeError(f"GET {paths[i]} answered {status}: {body[:300]!r}")
     finally:
-        writer.close()
+        for _, writer in connections:
+            writer.close()
     return latencies
 
 
 def timed_gets(port: int, paths: list[str], timeout: float = 30) -> list[float]:
     """GET each path in turn on one connection (no overlap); per-request seconds."""
-    return asyncio.run(_timed(port, paths, timeout))
+    return asyncio.run(_timed([(port, paths)], timeout))[0]
+
+
+def timed_gets_interleaved(
+    targets: list[tuple[int, list[str]]], timeout: float = 30
+) -> list[list[float]]:
+    """Like `timed_gets` for several servers, one request to each in turn: every server meets
+    the same machine load, request by request. Per-request seconds, per target."""
+    return asyncio.run(_timed(targets, timeout))
 
 
 def get(port: int, path: str, timeout: float = 10) -> bytes:

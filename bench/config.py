@@ -16,6 +16,7 @@ class Config:
     wrk_seconds: int = 10
     warmup_seconds: int = 2
     drain_tasks: int = 5_000
+    drain_pairs: int = 5  # bare Celery then kubetasks, back to back
     bare_submit_tasks: int = 5_000
     growth_sizes: tuple[int, ...] = (1_000, 100_000, 1_000_000)
     queued_messages: int = 1_000_000
@@ -34,6 +35,7 @@ class Config:
             wrk_seconds=5,
             warmup_seconds=1,
             drain_tasks=2_000,
+            drain_pairs=3,
             bare_submit_tasks=2_000,
             growth_sizes=(1_000, 10_000, 100_000),
             queued_messages=100_000,

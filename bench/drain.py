@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from bench import client
+from bench import baseline, client
 from bench.config import SUBMIT_BODY, Config
 from bench.env import used_memory
 from bench.stats import summary
@@ -45,13 +45,22 @@ def drain_once(stack: Stack, r: redis.Redis, n: int, connections: int) -> dict[s
     }
 
 
-def drain(stack: Stack, r: redis.Redis, cfg: Config) -> dict[str, Any]:
-    client.post_many(stack.api_port, "/tasks", SUBMIT_BODY, 50, 8)  # warm up
+def drains(stack: Stack, r: redis.Redis, cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Bare Celery's drain and ours, alternating, both workers up (the idle one waits on its
+    own queue): the load of these shared cores drifts over minutes, and each pair sees the same.
+    Returns (bare, ours)."""
+    baseline.warm_up(r)
+    client.post_many(stack.api_port, "/tasks", SUBMIT_BODY, 50, 8)
     wait_until(lambda: _backlog(stack) == 0, 60, "the warm-up tasks to drain")
-    runs = [drain_once(stack, r, cfg.drain_tasks, cfg.connections) for _ in range(cfg.repeats)]
-    return {
+    bare: list[float] = []
+    ours: list[dict[str, Any]] = []
+    for _ in range(cfg.drain_pairs):
+        bare.append(baseline.drain_once(r, cfg.drain_tasks))
+        ours.append(drain_once(stack, r, cfg.drain_tasks, cfg.connections))
+    return {"drain_per_s": summary(bare)}, {
         "tasks": cfg.drain_tasks,
-        "tasks_per_s": summary([x["tasks_per_s"] for x in runs]),
-        "submit_per_s": summary([x["submit_per_s"] for x in runs]),
-        "bytes_per_task": summary([x["bytes_per_task"] for x in runs]),
+        "tasks_per_s": summary([x["tasks_per_s"] for x in ours]),
+        "submit_per_s": summary([x["submit_per_s"] for x in ours]),
+        "bytes_per_task": summary([x["bytes_per_task"] for x in ours]),
+        "ratio_to_bare": summary([x["tasks_per_s"] / b for x, b in zip(ours, bare, strict=True)]),
     }

@@ -15,7 +15,7 @@ import redis
 
 from bench import client
 from bench.config import Config
-from bench.env import all_queue_lists, used_memory
+from bench.env import all_queue_lists, make_stack, redis_client, used_memory
 from bench.stats import percentile, summary
 from contracts.records import TASKS_INDEX, index_keys, name_index
 from devstack.processes import Stack
@@ -60,8 +60,7 @@ def seed(r: redis.Redis, template: dict[bytes, bytes], start: int, stop: int) ->
     return time.perf_counter() - began
 
 
-def _latency(port: int, paths: list[str]) -> dict[str, float]:
-    values = client.timed_gets(port, paths)
+def _latency_of(values: list[float]) -> dict[str, float]:
     return {
         "p50_ms": percentile(values, 50) * 1000,
         "p99_ms": percentile(values, 99) * 1000,
@@ -69,38 +68,58 @@ def _latency(port: int, paths: list[str]) -> dict[str, float]:
     }
 
 
+def _latency(port: int, paths: list[str]) -> dict[str, float]:
+    return _latency_of(client.timed_gets(port, paths))
+
+
 def _repeat(port: int, make_paths: Any, repeats: int) -> dict[str, Any]:
     _latency(port, make_paths()[:20])  # warm up the connection and the route
     runs = [_latency(port, make_paths()) for _ in range(repeats)]
+    return _summaries(runs)
+
+
+def _summaries(runs: list[dict[str, float]]) -> dict[str, Any]:
     return {k: summary([run[k] for run in runs]) for k in ("p50_ms", "p99_ms", "mean_ms")}
 
 
-def growth(stack: Stack, r: redis.Redis, template: dict[bytes, bytes], cfg: Config) -> list[Any]:
-    """Status read and list latency at each size (records added on top of the previous size)."""
-    r.flushdb()
-    rows = []
-    have = 0
+def growth(stack: Stack, template: dict[bytes, bytes], cfg: Config) -> list[Any]:
+    """Status read and list latency at each size.
+
+    Each size gets its own Redis and API, seeded once; then every repetition sends one request
+    to each size in turn, so that all sizes meet the same machine load: on shared cores, sizes
+    measured one after the other, a minute apart, drifted by more than the 1.2x target.
+    """
+    sizes = cfg.growth_sizes
+    stacks = [make_stack(stack.workdir / f"growth-{size}") for size in sizes]
     rng = random.Random(6)
     n = cfg.latency_requests
-    for size in cfg.growth_sizes:
-        seconds = seed(r, template, have, size)
-        have = size
-
-        def status_paths(size: int = size) -> list[str]:
-            return [f"/tasks/{seeded_id(rng.randrange(size))}" for _ in range(n)]
-
-        def list_paths() -> list[str]:
-            return ["/tasks?limit=50"] * max(50, n // 4)
-
-        rows.append(
-            {
-                "records": size,
-                "seed_seconds": seconds,
-                "redis_used_mib": used_memory(r) / 2**20,
-                "status": _repeat(stack.api_port, status_paths, cfg.repeats),
-                "list": _repeat(stack.api_port, list_paths, cfg.repeats),
-            }
-        )
+    list_paths = ["/tasks?limit=50"] * n
+    rows: list[dict[str, Any]] = []
+    try:
+        for size, sized in zip(sizes, stacks, strict=True):
+            sized.start_redis()
+            r = redis_client(sized)
+            seconds = seed(r, template, 0, size)
+            rows.append({"records": size, "seed_seconds": seconds,
+                         "redis_used_mib": used_memory(r) / 2**20})  # fmt: skip
+            r.close()
+            sized.start_api()
+            client.timed_gets(sized.api_port, list_paths[:20])  # warm up
+        runs: list[dict[str, list[dict[str, float]]]] = [{"status": [], "list": []} for _ in sizes]
+        ports = [sized.api_port for sized in stacks]
+        for _ in range(cfg.repeats):
+            status = [
+                [f"/tasks/{seeded_id(rng.randrange(size))}" for _ in range(n)] for size in sizes
+            ]
+            for what, paths in (("status", status), ("list", [list_paths] * len(sizes))):
+                timed = client.timed_gets_interleaved(list(zip(ports, paths, strict=True)))
+                for run, values in zip(runs, timed, strict=True):
+                    run[what].append(_latency_of(values))
+    finally:
+        for sized in stacks:
+            sized.stop_all(timeout=30)
+    for row, run in zip(rows, runs, strict=True):
+        row["status"], row["list"] = _summaries(run["status"]), _summaries(run["list"])
     return rows
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench import baseline, client, drain, growth, memory, profile, wrk
 from bench.config import SUBMIT_BODY, Config
-from bench.env import drop_queued, machine, make_stack, redis_client
+from bench.env import drop_queued, machine, make_stack, redis_client, stop
 from bench.stats import summary
 from contracts.catalogue import TASKS
 from contracts.messages import build_message
@@ -82,15 +82,22 @@ def measure(stack: Stack, cfg: Config, results: dict[str, Any]) -> None:
         results["profile_submit"] = _profile_wrk(stack, cfg, api, submit_url, wrk.POST_SCRIPT)
         drop_queued(r)
 
-    log("bare Celery: delay() loop, then drain with prefork 2")
-    results["bare_celery"] = baseline.bare_celery(stack, r, cfg)
+    log("bare Celery: delay() loop with no worker")
+    baseline.use_redis(stack)
+    bare: dict[str, Any] = {"submit_per_s": baseline.submit_rate(r, cfg)}
+    results["bare_celery"] = bare
 
-    log("starting the kubetasks worker (prefork 2)")
+    log("starting a bare Celery worker and the kubetasks worker (prefork 2 each)")
+    bare_worker = baseline.start_bare_worker(stack)
     worker = stack.start_worker("worker", concurrency=2)
+    bare["worker_memory_idle"] = memory.tree(bare_worker.pid)
     results["memory"]["worker_idle"] = memory.tree(worker.pid)
 
-    log(f"drain: {cfg.drain_tasks} no-op tasks over HTTP until all SUCCESS")
-    results["drain"] = drain.drain(stack, r, cfg)
+    log(f"drains of {cfg.drain_tasks} no-op tasks, alternating: bare Celery, kubetasks over HTTP")
+    bare_drain, results["drain"] = drain.drains(stack, r, cfg)
+    bare.update(bare_drain, worker_memory_loaded=memory.tree(bare_worker.pid))
+    stop(stack, bare_worker)
+    baseline.close()
     if cfg.profile:
         log("py-spy on the worker tree during a drain")
         results["profile_drain"] = profile.record(
@@ -119,7 +126,7 @@ def measure(stack: Stack, cfg: Config, results: dict[str, Any]) -> None:
     worker.stop(timeout=30)
 
     log(f"growth: records {cfg.growth_sizes}")
-    results["growth"] = growth.growth(stack, r, template, cfg)
+    results["growth"] = growth.growth(stack, template, cfg)
     log(f"scrape with {cfg.queued_messages:,} queued messages")
     _, message = build_message(TASKS["sleep"], "0" * 32, {"seconds": 0, "note": ""},
                                queue="default", priority=0, retries=0,
