@@ -3,6 +3,7 @@ settled message makes no round trip of its own (a real Redis and kombu's real Re
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,7 +18,7 @@ from contracts.messages import build_message
 from contracts.records import State
 from contracts.settings import Settings
 from devstack.processes import Stack
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, wait_for
 from worker.records import WorkerRecords
 
 
@@ -90,3 +91,16 @@ def test_the_worker_acknowledges_a_successful_task_in_its_finish(
     spent = _transactions(r) - before
     assert n <= spent < n * 3 // 2
     assert r.hlen("unacked") == 0
+
+
+def test_every_other_ending_leaves_no_message_unacknowledged(stack: Stack, api: ApiClient) -> None:
+    """Failures and cancels are acknowledged too (by finish.lua, or by kombu after Ignore)."""
+    r = redis.Redis.from_url(stack.redis_url)
+    bad_image = base64.b64encode(b"not an image").decode()
+    failed = api.wait_task(api.submit("thumbnail", {"image_base64": bad_image}))
+    assert failed["state"] == "FAILURE"
+    running = api.submit("sleep", {"seconds": 20})
+    api.wait_task(running, lambda t: t["state"] == "STARTED")
+    assert api.delete(f"/tasks/{running}").status_code == 200
+    wait_for(lambda: r.hlen("unacked") == 0, 10, "the cancelled task's message to be acknowledged")
+    assert r.zcard("unacked_index") == 0

@@ -142,7 +142,12 @@ def test_flower_needs_basic_auth_except_for_probes_and_metrics(
     stack.start_flower()
     assert httpx.get(f"{stack.flower_url}/", timeout=5).status_code == 401
     assert httpx.get(f"{stack.flower_url}/", auth=("ops", "wrong"), timeout=5).status_code == 401
-    assert httpx.get(f"{stack.flower_url}/", auth=("ops", "s3cret"), timeout=5).status_code == 200
+    auth = ("ops", "s3cret")
+    assert httpx.get(f"{stack.flower_url}/", auth=auth, timeout=5).status_code == 200
     assert httpx.get(f"{stack.flower_url}/api/workers", timeout=5).status_code == 401
     assert httpx.get(f"{stack.flower_url}/healthcheck", timeout=5).status_code == 200
     assert httpx.get(f"{stack.flower_url}/metrics", timeout=5).status_code == 200
+    # Flower reads queue lengths through its own Redis client, chosen by the broker URL's scheme.
+    lengths = httpx.get(f"{stack.flower_url}/api/queues/length", auth=auth, timeout=5)
+    assert lengths.status_code == 200, lengths.text
+    assert {q["name"] for q in lengths.json()["active_queues"]} >= {"default"}

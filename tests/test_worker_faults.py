@@ -80,17 +80,25 @@ def test_worker_refuses_a_visibility_timeout_shorter_than_a_time_limit(
     assert "KUBETASKS_VISIBILITY_TIMEOUT_SECONDS=20 must exceed" in str(refused.value)
 
 
-def test_pickle_is_refused() -> None:
-    code = (
-        "from worker.app import app, check_serializers\n"
-        "app.conf.accept_content = ['json', 'pickle']\n"
-        "check_serializers(app)\n"
-    )
+@pytest.mark.parametrize(
+    ("change", "check", "refusal"),
+    [
+        ("app.conf.accept_content = ['json', 'pickle']", "check_serializers",
+         "only JSON serialization is allowed"),
+        # A key prefix (say, for a shared Redis) would move kombu's unacknowledged set away from
+        # the one finish.lua acknowledges in.
+        ("app.conf.broker_transport_options['global_keyprefix'] = 'shared:'", "check_transport",
+         "every success would be redelivered"),
+    ],
+    ids=["pickle", "unacked-key-prefix"],
+)  # fmt: skip
+def test_unsafe_worker_configuration_is_refused(change: str, check: str, refusal: str) -> None:
+    code = f"from worker.app import app, {check}\n{change}\n{check}(app)\n"
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode != 0
-    assert "only JSON serialization is allowed" in result.stderr
+    assert refusal in result.stderr
 
 
 def test_worker_logs_to_stdout_and_to_the_configured_file(

@@ -22,6 +22,7 @@ import worker.tasks  # noqa: F401  (registers the implementations)
 from contracts.catalogue import PRIORITY_STEPS, QUEUES, TASKS, longest_time_limit
 from contracts.settings import Settings, get_settings
 from worker import metrics
+from worker.broker import UNACKED_KEYS, unacked_keys
 from worker.housekeeping import Housekeeping
 from worker.lifecycle import RecordedTask, worker_records
 from worker.registry import IMPLEMENTATIONS
@@ -70,11 +71,21 @@ def check_serializers(app: Celery) -> None:
         raise ConfigurationError(f"only JSON serialization is allowed, got {sorted(used)}")
 
 
+def check_transport(app: Celery) -> None:
+    """finish.lua acknowledges a success in kombu's default keys (see worker.broker)."""
+    keys = unacked_keys(app.conf.broker_transport_options)
+    if keys != UNACKED_KEYS:
+        raise ConfigurationError(
+            f"kombu would keep unacknowledged messages in {keys} (unacked_key, "
+            f"unacked_index_key, global_keyprefix), but finish.lua acknowledges in "
+            f"{UNACKED_KEYS}: every success would be redelivered"
+        )
+
+
 def create_app(settings: Settings) -> Celery:
     check_profile(settings)
     app = Celery("kubetasks", broker=settings.redis_url, set_as_current=True)
     app.conf.update(
-        broker_transport="worker.broker:Transport",
         task_serializer=SERIALIZER,
         result_serializer=SERIALIZER,
         event_serializer=SERIALIZER,
@@ -93,6 +104,8 @@ def create_app(settings: Settings) -> Celery:
         # at once instead of sitting out the soft-shutdown timeout.
         worker_enable_soft_shutdown_on_idle=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # A "success" without running would skip finish.lua, which acknowledges (worker/broker.py).
+        worker_deduplicate_successful_tasks=False,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         broker_transport_options={
@@ -106,6 +119,7 @@ def create_app(settings: Settings) -> Celery:
         task_default_queue=settings.worker_queues[0],
     )
     check_serializers(app)
+    check_transport(app)
     for spec in settings.tasks.values():
         app.task(
             name=spec.name,
@@ -121,6 +135,13 @@ def create_app(settings: Settings) -> Celery:
 def _unused_run(args: dict[str, Any]) -> None:
     """Celery wants a run function; `RecordedTask.__call__` dispatches to the implementation."""
     raise NotImplementedError
+
+
+@signals.celeryd_init.connect  # type: ignore[untyped-decorator]
+def _worker_transport(conf: Any, **_: Any) -> None:
+    # Worker processes only: kombu names a connection's URL scheme after its transport, and
+    # Flower picks its Redis client by that scheme; Flower and `celery inspect` consume nothing.
+    conf.broker_transport = "worker.broker:Transport"
 
 
 @signals.worker_init.connect  # type: ignore[untyped-decorator]

@@ -9,8 +9,23 @@ own bookkeeping. Every other ending is acknowledged by kombu as usual.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from kombu.transport import redis
 from kombu.transport.virtual.base import QoS as VirtualQoS
+
+# (unacked_key, unacked_index_key, global_keyprefix): kombu's defaults, which _lib.lua names.
+UNACKED_KEYS = ("unacked", "unacked_index", "")
+
+
+def unacked_keys(transport_options: Mapping[str, Any]) -> tuple[str, str, str]:
+    """Where kombu will keep unacknowledged messages under these transport options."""
+    return (
+        transport_options.get("unacked_key", redis.Channel.unacked_key),
+        transport_options.get("unacked_index_key", redis.Channel.unacked_index_key),
+        transport_options.get("global_keyprefix", ""),
+    )
 
 
 class QoS(redis.QoS):

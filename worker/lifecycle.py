@@ -74,7 +74,7 @@ class RecordedRequest(Request):  # type: ignore[misc]
         on_success = cls.on_success
 
         def settle_then_ack(self: RecordedRequest, failed__retval__runtime: Any, **kw: Any) -> Any:
-            if not failed__retval__runtime[0]:
+            if not failed__retval__runtime[0] and self.task.acks_late and not self.acknowledged:
                 # The task returned, so finish.lua acknowledged its message (RecordedTask._execute).
                 self.message.channel.qos.settled(self.message.delivery_tag)
             return on_success(self, failed__retval__runtime, **kw)

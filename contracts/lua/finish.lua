@@ -1,8 +1,10 @@
 -- KEYS: record. ARGV: id delivery state now ttl result error_type error_message traceback tag.
 -- Only the delivery that holds the lease finishes a task; a cancel that came first stands.
 -- `tag`, the message's kombu delivery tag, acknowledges the message in the same step, whatever
--- the outcome (every ending is acknowledged): a record never ends while its message can still
--- be redelivered, and the worker's main process saves its own round trip (worker/broker.py).
+-- the outcome, as Celery then would: a record never ends while its message can still be
+-- redelivered, and the worker's main process saves its own round trip (worker/broker.py). A
+-- delivery that does not hold the lease (cancelled, superseded) is acknowledged too and its
+-- record left as it is; Celery would acknowledge it anyway (Ignore).
 local rec, id, new, now, tag = KEYS[1], ARGV[1], ARGV[3], ARGV[4], ARGV[10]
 if tag ~= '' then
   redis.call('ZREM', UNACKED_INDEX, tag)
