@@ -61,9 +61,11 @@ def post_many(port: int, path: str, body: bytes, n: int, concurrency: int = 32) 
 
 
 async def _timed(targets: list[tuple[int, list[str]]], timeout: float) -> list[list[float]]:
-    connections = [await asyncio.open_connection(HOST, port) for port, _ in targets]
+    connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     latencies: list[list[float]] = [[] for _ in targets]
     try:
+        for port, _ in targets:
+            connections.append(await asyncio.open_connection(HOST, port))
         for i in range(max(len(paths) for _, paths in targets)):
             for k in range(len(targets)):
                 turn = (i + k) % len(targets)  # each target goes first in turn
