@@ -1,4 +1,5 @@
-"""The Lua scripts that change task records, each prefixed with the shared `_lib.lua`.
+"""The Lua scripts that change task records (and `fetch.lua`, the worker transport's fetch), each
+prefixed with the shared `_lib.lua`.
 
 Every state change of a task happens in one of these scripts, atomically in Redis, so the API
 and the worker cannot disagree on the state machine: they run the same code.

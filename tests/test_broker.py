@@ -1,13 +1,17 @@
-"""worker.broker: a task's finish acknowledges its message, and the main process's ack of a
-settled message makes no round trip of its own (a real Redis and kombu's real Redis channel)."""
+"""worker.broker: a waiting message is fetched and recorded as unacknowledged in one step, a
+task's finish acknowledges its message, and the main process's ack of a settled message makes no
+round trip of its own (a real Redis and kombu's real Redis channel)."""
 
 from __future__ import annotations
 
 import base64
+import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 import redis
 from kombu.connection import Connection
 from kombu.entity import Queue
@@ -27,26 +31,127 @@ def _transactions(r: redis.Redis) -> int:
     return int(r.info("commandstats").get("cmdstat_exec", {}).get("calls", 0))
 
 
-@contextmanager
-def _delivered(stack: Stack, r: redis.Redis, count: int) -> Iterator[tuple[Any, list[Any]]]:
-    """Deliver `count` queued sleep tasks through the worker's transport, unacknowledged."""
+def _calls(r: redis.Redis, command: str) -> int:
+    return int(r.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def _queue(r: redis.Redis, count: int, first: int = 0) -> list[tuple[str, bytes]]:
+    """LPUSH `count` sleep task messages; returns their (list, payload)."""
     spec = TASKS["sleep"]
-    for i in range(count):
+    queued = []
+    for i in range(first, first + count):
         queue_list, payload = build_message(
             spec, f"task-{i}", {"seconds": 0}, queue=spec.queue, priority=0, retries=0,
             published_at_ms=0,
         )  # fmt: skip
         r.lpush(queue_list, payload)
-    received: list[Any] = []  # kombu messages
+        queued.append((queue_list, payload))
+    return queued
+
+
+class _Consumer:
+    """kombu's real consumer on the worker's transport, acknowledging nothing by itself."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.channel = conn.channel()  # type: ignore[no-untyped-call]
+        self.received: list[Any] = []  # kombu messages
+
+    def receive(self, count: int) -> list[Any]:
+        wanted = len(self.received) + count
+        while len(self.received) < wanted:
+            self.conn.drain_events(timeout=5)  # type: ignore[no-untyped-call]
+        return self.received[-count:]
+
+
+@contextmanager
+def _consumer(stack: Stack) -> Iterator[_Consumer]:
+    queue_name = TASKS["sleep"].queue
     transport = "worker.broker:Transport"
     with Connection(stack.redis_url, transport=transport) as conn:  # type: ignore[no-untyped-call]
-        channel = conn.channel()
-        queue = Queue(spec.queue, routing_key=spec.queue)  # type: ignore[no-untyped-call]
-        on_message = [lambda _, m: received.append(m)]
-        with Consumer(channel, [queue], callbacks=on_message):  # type: ignore[no-untyped-call]
-            while len(received) < count:
-                conn.drain_events(timeout=5)
-            yield channel, received
+        consumer = _Consumer(conn)
+        queue = Queue(queue_name, routing_key=queue_name)  # type: ignore[no-untyped-call]
+        on_message = [lambda _, m: consumer.received.append(m)]
+        with Consumer(consumer.channel, [queue], callbacks=on_message):  # type: ignore[no-untyped-call]
+            yield consumer
+
+
+@contextmanager
+def _delivered(stack: Stack, r: redis.Redis, count: int) -> Iterator[tuple[Any, list[Any]]]:
+    """Deliver `count` queued sleep tasks through the worker's transport, unacknowledged."""
+    _queue(r, count)
+    with _consumer(stack) as consumer:
+        yield consumer.channel, consumer.receive(count)
+
+
+def test_a_waiting_message_is_fetched_and_recorded_in_one_step(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack()
+    stack.start_redis()
+    r = redis.Redis.from_url(stack.redis_url)
+    queued = _queue(r, 3)
+    with _consumer(stack) as consumer:
+        before, fetched_from = _transactions(r), time.time()
+        messages = consumer.receive(3)
+        assert _transactions(r) == before  # no MULTI of kombu's, no BRPOP
+        assert _calls(r, "brpop") == 0
+        assert r.llen(queued[0][0]) == 0
+        for message, (_, payload) in zip(messages, queued, strict=True):
+            # kombu's layout, so that its restore (and the reaper) read it back
+            recorded: bytes = r.hget("unacked", message.delivery_tag)  # type: ignore[assignment]
+            assert json.loads(recorded) == [json.loads(payload), "", TASKS["sleep"].queue]
+            score = r.zscore("unacked_index", message.delivery_tag)
+            assert score is not None and fetched_from - 1 <= score <= time.time() + 1
+
+        first = messages[0]
+        first.reject(requeue=True)  # kombu's own restore of what fetch.lua recorded
+        requeued: bytes = r.lindex(queued[0][0], 0)  # type: ignore[assignment]
+        restored = json.loads(requeued)
+        assert restored["headers"]["id"] == first.headers["id"]
+        assert restored["properties"]["delivery_info"]["redelivered"] is True
+        assert not r.hexists("unacked", first.delivery_tag)
+
+
+def test_an_empty_queue_is_waited_on_in_brpop_and_kombu_records_what_it_fetches(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack()
+    stack.start_redis()
+    r = redis.Redis.from_url(stack.redis_url)
+    with _consumer(stack) as consumer:
+        with pytest.raises(TimeoutError):
+            consumer.conn.drain_events(timeout=0.5)  # type: ignore[no-untyped-call]
+        assert _calls(r, "brpop") >= 1
+
+        before = _transactions(r)
+        _queue(r, 1)
+        (woken,) = consumer.receive(1)
+        assert _transactions(r) == before + 1  # kombu's MULTI after BRPOP
+        assert r.hexists("unacked", woken.delivery_tag)
+
+        r.script_flush()  # as a restarted Redis would have: fetch.lua is loaded again
+        _queue(r, 2, first=1)
+        for message in consumer.receive(2):
+            assert r.hexists("unacked", message.delivery_tag)
+        assert _transactions(r) == before + 1
+
+
+def test_a_message_fetch_lua_cannot_read_is_left_to_kombu(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack()
+    stack.start_redis()
+    r = redis.Redis.from_url(stack.redis_url)
+    ((queue_list, payload),) = _queue(r, 1)
+    envelope = json.loads(payload)
+    envelope["properties"]["delivery_tag"] = 7  # kombu takes any tag; fetch.lua only strings
+    r.delete(queue_list)
+    r.lpush(queue_list, json.dumps(envelope))
+    with _consumer(stack) as consumer:
+        before = _transactions(r)
+        (message,) = consumer.receive(1)
+        assert message.delivery_tag == 7
+        assert _transactions(r) == before + 1
+        assert r.hexists("unacked", "7")
 
 
 def test_finish_acknowledges_and_the_settled_ack_makes_no_round_trip(
@@ -78,19 +183,25 @@ def test_finish_acknowledges_and_the_settled_ack_makes_no_round_trip(
         assert r.hlen("unacked") == 0 and r.zcard("unacked_index") == 0
 
 
-def test_the_worker_acknowledges_a_successful_task_in_its_finish(
-    stack: Stack, api: ApiClient
+def test_a_worker_runs_waiting_tasks_without_a_transaction_per_task(
+    make_stack: Callable[..., Stack],
 ) -> None:
-    """A real worker: its main process runs one transaction per task (kombu recording the
-    delivery as unacknowledged), not a second one for the ack."""
+    """A real worker started on a backlog: fetch.lua records each delivery and finish.lua
+    acknowledges it, where kombu would run two MULTI/EXEC per task. The few left are kombu's
+    periodic restore of expired deliveries (a lock released in a transaction)."""
+    stack = make_stack()
+    stack.start_redis()
+    stack.start_api()
     r = redis.Redis.from_url(stack.redis_url)
-    api.wait_task(api.submit("sleep", {"seconds": 0}))
-    before, n = _transactions(r), 20
-    for task_id in [api.submit("sleep", {"seconds": 0}) for _ in range(n)]:
-        assert api.wait_task(task_id)["state"] == "SUCCESS"
-    spent = _transactions(r) - before
-    assert n <= spent < n * 3 // 2
-    assert r.hlen("unacked") == 0
+    with ApiClient(base_url=stack.api_url, timeout=10) as api:
+        n = 40
+        task_ids = [api.submit("sleep", {"seconds": 0}) for _ in range(n)]
+        before = _transactions(r)
+        stack.start_worker()
+        for task_id in task_ids:
+            assert api.wait_task(task_id)["state"] == "SUCCESS"
+    assert _transactions(r) - before < n // 4
+    assert r.hlen("unacked") == 0 and r.zcard("unacked_index") == 0
 
 
 def test_every_other_ending_leaves_no_message_unacknowledged(stack: Stack, api: ApiClient) -> None:

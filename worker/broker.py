@@ -1,19 +1,37 @@
-"""kombu's Redis transport, less one round trip per task that succeeds.
+"""kombu's Redis transport, with two of its three round trips per task folded away.
 
-kombu emulates acknowledgement in Redis: a delivered message waits in the `unacked` hash until
-the worker's main process removes it, one blocking round trip per task in the loop that also
-fetches the next message. A successful task's `finish.lua` has already removed it, in the same
-call that ended the record (see `worker.lifecycle`): the main process then only updates its
-own bookkeeping. Every other ending is acknowledged by kombu as usual.
+kombu emulates acknowledgement in Redis: the worker's main process fetches a message (BRPOP),
+records it in the `unacked` hash (a MULTI), and removes it from there when the task is done
+(another MULTI). All three block the loop that fetches the next message, which with prefetch 1
+sets the worker's pace.
+
+- Fetch and record: while messages are waiting, `fetch.lua` pops one and records it in the same
+  step, which also leaves no moment when a fetched message is in neither the queue nor `unacked`.
+  When it finds every list empty, the channel blocks in kombu's BRPOP until the next message,
+  recorded by kombu's MULTI as before.
+- Acknowledge: a successful task's `finish.lua` has already removed its message, in the same call
+  that ended the record (see `worker.lifecycle`): the main process then only updates its own
+  bookkeeping. Every other ending is acknowledged by kombu as usual.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
+from queue import Empty
+from time import monotonic
 from typing import Any
 
 from kombu.transport import redis
 from kombu.transport.virtual.base import QoS as VirtualQoS
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
+from redis.exceptions import NoScriptError
+
+from contracts.scripts import lua
+
+FETCH = lua("fetch")
+FETCH_SHA = hashlib.sha1(FETCH.encode(), usedforsecurity=False).hexdigest()
 
 # (unacked_key, unacked_index_key, global_keyprefix): kombu's defaults, which _lib.lua names.
 UNACKED_KEYS = ("unacked", "unacked_index", "")
@@ -32,6 +50,13 @@ class QoS(redis.QoS):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
         self._settled: set[str] = set()
+        self.recorded: str | None = None  # the message being delivered, if fetch.lua recorded it
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        if delivery_tag == self.recorded:
+            VirtualQoS.append(self, message, delivery_tag)  # type: ignore[no-untyped-call]
+        else:
+            super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
 
     def settled(self, delivery_tag: str) -> None:
         """The message is already out of Redis's unacknowledged set: its ack stays local."""
@@ -47,6 +72,61 @@ class QoS(redis.QoS):
 
 class Channel(redis.Channel):
     QoS = QoS
+    _blocking = False  # the lists were empty at the last look: wait in BRPOP
+    _sent = "BRPOP"  # the fetch command in flight (its reply is read by _brpop_read)
+
+    def _brpop_start(self, timeout: int | None = None) -> None:
+        if self._blocking:
+            self._sent = "BRPOP"
+            super()._brpop_start(timeout)  # type: ignore[no-untyped-call]
+            return
+        # kombu's own choice and order of lists (see super()._brpop_start); check_transport
+        # rules out the global_keyprefix it would add.
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        keys = [
+            self._q_for_pri(queue, pri)  # type: ignore[no-untyped-call]
+            for pri in self.priority_steps
+            for queue in queues
+        ]
+        self._sent = "EVALSHA"
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = monotonic()  # type: ignore[assignment]
+        self.client.connection.send_command("EVALSHA", FETCH_SHA, len(keys), *keys)
+
+    def _brpop_read(self, **options: Any) -> bool:
+        if self._sent == "BRPOP":
+            # Raises Empty if it timed out: the lists are still empty.
+            delivered: bool = super()._brpop_read(**options)  # type: ignore[no-untyped-call]
+            self._blocking = False
+            return delivered
+        try:
+            try:
+                reply = self.client.parse_response(self.client.connection, "EVALSHA", **options)
+            except NoScriptError:  # a restarted Redis: load it for the next fetch
+                self.client.script_load(FETCH)
+                raise Empty() from None
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+            if not reply:
+                self._blocking = True
+                raise Empty()
+            queue_list, item, recorded = reply
+            message = loads(bytes_to_str(item))  # type: ignore[no-untyped-call]
+            dest = bytes_to_str(queue_list).rsplit(self.sep, 1)[0]  # type: ignore[no-untyped-call]
+            self._queue_cycle.rotate(dest)
+            qos: QoS = self.qos
+            qos.recorded = message["properties"]["delivery_tag"] if recorded else None
+            try:
+                self.connection._deliver(message, dest)
+            finally:
+                qos.recorded = None
+            return True
+        finally:
+            self._in_poll = None  # type: ignore[assignment]
+            self._flush_brpop_reauth()  # type: ignore[no-untyped-call]
 
 
 class Transport(redis.Transport):

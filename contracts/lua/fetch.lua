@@ -1,0 +1,25 @@
+-- KEYS: the queue lists, in the order kombu's BRPOP would try them. No ARGV.
+-- kombu fetches a message (BRPOP) and then records it as unacknowledged (a MULTI): two round
+-- trips in the loop that sets a worker's pace, and a moment when a worker killed between them
+-- has lost the message. Here both happen in one step. Returns {list, message, recorded}, or
+-- nil when every list is empty (the worker then blocks in BRPOP, worker/broker.py). A message
+-- without kombu's delivery fields is returned unrecorded, for kombu to handle as it would.
+for _, list in ipairs(KEYS) do
+  local item = redis.call('RPOP', list)
+  if item then
+    local ok, message = pcall(cjson.decode, item)
+    local p = ok and type(message) == 'table' and message.properties
+    local info = type(p) == 'table' and p.delivery_info
+    if type(info) ~= 'table' or type(p.delivery_tag) ~= 'string'
+        or type(info.exchange) ~= 'string' or type(info.routing_key) ~= 'string' then
+      return {list, item, 0}
+    end
+    local now = redis.call('TIME')
+    redis.call('ZADD', UNACKED_INDEX, now[1] + now[2] / 1e6, p.delivery_tag)
+    -- kombu's own layout ([message, exchange, routing_key]), with the message verbatim.
+    redis.call('HSET', UNACKED, p.delivery_tag,
+      '[' .. item .. ',' .. cjson.encode(info.exchange) .. ',' .. cjson.encode(info.routing_key) .. ']')
+    return {list, item, 1}
+  end
+end
+return nil
