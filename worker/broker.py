@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from queue import Empty
-from time import monotonic
+from time import monotonic, time
 from typing import Any
 
 from kombu.transport import redis
@@ -54,9 +54,14 @@ class QoS(redis.QoS):
 
     def append(self, message: Any, delivery_tag: str) -> None:
         if delivery_tag == self.recorded:
+            self.recorded = None
             VirtualQoS.append(self, message, delivery_tag)  # type: ignore[no-untyped-call]
         else:
             super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
+
+    def forget(self, delivery_tag: str) -> None:
+        """Drop a record that no consumer took over."""
+        self._remove_from_indices(delivery_tag).execute()  # type: ignore[no-untyped-call]
 
     def settled(self, delivery_tag: str) -> None:
         """The message is already out of Redis's unacknowledged set: its ack stays local."""
@@ -75,14 +80,24 @@ class Channel(redis.Channel):
     _blocking = False  # the lists were empty at the last look: wait in BRPOP
     _sent = "BRPOP"  # the fetch command in flight (its reply is read by _brpop_read)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        # Queues consumed without acknowledgement (Celery's gossip, mingle's replies): kombu
+        # records nothing for them, and neither may fetch.lua.
+        self._unacknowledged: set[str] = set()
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        (self._unacknowledged.add if no_ack else self._unacknowledged.discard)(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)  # type: ignore[no-untyped-call]
+
     def _brpop_start(self, timeout: int | None = None) -> None:
-        if self._blocking:
-            self._sent = "BRPOP"
-            super()._brpop_start(timeout)  # type: ignore[no-untyped-call]
-            return
         # kombu's own choice and order of lists (see super()._brpop_start); check_transport
         # rules out the global_keyprefix it would add.
         queues = self._queue_cycle.consume(len(self.active_queues))
+        if self._blocking or self._unacknowledged.intersection(queues):
+            self._sent = "BRPOP"
+            super()._brpop_start(timeout)  # type: ignore[no-untyped-call]
+            return
         if not queues:
             return
         keys = [
@@ -93,7 +108,7 @@ class Channel(redis.Channel):
         self._sent = "EVALSHA"
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()  # type: ignore[assignment]
-        self.client.connection.send_command("EVALSHA", FETCH_SHA, len(keys), *keys)
+        self.client.connection.send_command("EVALSHA", FETCH_SHA, len(keys), *keys, time())
 
     def _brpop_read(self, **options: Any) -> bool:
         if self._sent == "BRPOP":
@@ -121,6 +136,12 @@ class Channel(redis.Channel):
             qos.recorded = message["properties"]["delivery_tag"] if recorded else None
             try:
                 self.connection._deliver(message, dest)
+            except Exception:
+                if qos.recorded is not None:
+                    # It failed before kombu took it over (an unreadable message, say): kombu
+                    # would have dropped it, not brought it back after the visibility timeout.
+                    qos.forget(qos.recorded)
+                raise
             finally:
                 qos.recorded = None
             return True

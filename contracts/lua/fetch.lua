@@ -1,4 +1,5 @@
--- KEYS: the queue lists, in the order kombu's BRPOP would try them. No ARGV.
+-- KEYS: the queue lists, in the order kombu's BRPOP would try them. ARGV: now (the worker's
+-- clock, which kombu's restore compares the unacked_index scores with).
 -- kombu fetches a message (BRPOP) and then records it as unacknowledged (a MULTI): two round
 -- trips in the loop that sets a worker's pace, and a moment when a worker killed between them
 -- has lost the message. Here both happen in one step. Returns {list, message, recorded}, or
@@ -14,11 +15,12 @@ for _, list in ipairs(KEYS) do
         or type(info.exchange) ~= 'string' or type(info.routing_key) ~= 'string' then
       return {list, item, 0}
     end
-    local now = redis.call('TIME')
-    redis.call('ZADD', UNACKED_INDEX, now[1] + now[2] / 1e6, p.delivery_tag)
-    -- kombu's own layout ([message, exchange, routing_key]), with the message verbatim.
-    redis.call('HSET', UNACKED, p.delivery_tag,
-      '[' .. item .. ',' .. cjson.encode(info.exchange) .. ',' .. cjson.encode(info.routing_key) .. ']')
+    redis.call('ZADD', UNACKED_INDEX, ARGV[1], p.delivery_tag)
+    -- kombu's own layout ([message, exchange, routing_key]), with the message verbatim; cjson
+    -- escapes '/', which Python's json does not (queue_stats.lua matches the routing key).
+    local ex = cjson.encode(info.exchange):gsub('\\/', '/')
+    local rk = cjson.encode(info.routing_key):gsub('\\/', '/')
+    redis.call('HSET', UNACKED, p.delivery_tag, '[' .. item .. ',' .. ex .. ',' .. rk .. ']')
     return {list, item, 1}
   end
 end
