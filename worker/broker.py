@@ -12,6 +12,10 @@ sets the worker's pace.
 - Acknowledge: a successful task's `finish.lua` has already removed its message, in the same call
   that ended the record (see `worker.lifecycle`): the main process then only updates its own
   bookkeeping. Every other ending is acknowledged by kombu as usual.
+
+This overrides private methods of kombu's channel (`_brpop_start`, `_brpop_read`), so kombu is
+pinned (requirements/worker.txt) and tests/test_broker.py drives each path through kombu's own
+consumer: re-run it before moving the pin.
 """
 
 from __future__ import annotations
