@@ -27,13 +27,21 @@ from tests.helpers import ApiClient, wait_for
 from worker.records import WorkerRecords
 
 
-def _transactions(r: redis.Redis) -> int:
-    """MULTI/EXEC blocks Redis ran so far: kombu wraps each of its acks in one."""
-    return int(r.info("commandstats").get("cmdstat_exec", {}).get("calls", 0))
-
-
 def _calls(r: redis.Redis, command: str) -> int:
     return int(r.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def _transactions(r: redis.Redis) -> int:
+    """MULTI/EXEC blocks Redis ran so far: kombu wraps each of its acks in one."""
+    return _calls(r, "exec")
+
+
+@pytest.fixture
+def redis_only(make_stack: Callable[..., Stack]) -> tuple[Stack, redis.Redis]:
+    """A stack with only its Redis running, and a client for it."""
+    stack = make_stack()
+    stack.start_redis()
+    return stack, redis.Redis.from_url(stack.redis_url)
 
 
 def _queue(r: redis.Redis, count: int, first: int = 0) -> list[tuple[str, bytes]]:
@@ -77,6 +85,16 @@ def _consumer(stack: Stack, *, no_ack: bool = False) -> Iterator[_Consumer]:
             yield consumer
 
 
+def _queue_altered(r: redis.Redis, alter: Callable[[dict[str, Any]], object]) -> str:
+    """Queue one sleep task message, changed by `alter` first; returns its list."""
+    ((queue_list, payload),) = _queue(r, 1)
+    envelope = json.loads(payload)
+    alter(envelope)
+    r.delete(queue_list)
+    r.lpush(queue_list, json.dumps(envelope))
+    return queue_list
+
+
 @contextmanager
 def _delivered(stack: Stack, r: redis.Redis, count: int) -> Iterator[tuple[Any, list[Any]]]:
     """Deliver `count` queued sleep tasks through the worker's transport, unacknowledged."""
@@ -86,11 +104,9 @@ def _delivered(stack: Stack, r: redis.Redis, count: int) -> Iterator[tuple[Any, 
 
 
 def test_a_waiting_message_is_fetched_and_recorded_in_one_step(
-    make_stack: Callable[..., Stack],
+    redis_only: tuple[Stack, redis.Redis],
 ) -> None:
-    stack = make_stack()
-    stack.start_redis()
-    r = redis.Redis.from_url(stack.redis_url)
+    stack, r = redis_only
     queued = _queue(r, 3)
     with _consumer(stack) as consumer:
         before, fetched_from = _transactions(r), time.time()
@@ -115,11 +131,9 @@ def test_a_waiting_message_is_fetched_and_recorded_in_one_step(
 
 
 def test_an_empty_queue_is_waited_on_in_brpop_and_kombu_records_what_it_fetches(
-    make_stack: Callable[..., Stack],
+    redis_only: tuple[Stack, redis.Redis],
 ) -> None:
-    stack = make_stack()
-    stack.start_redis()
-    r = redis.Redis.from_url(stack.redis_url)
+    stack, r = redis_only
     with _consumer(stack) as consumer:
         with pytest.raises(TimeoutError):
             consumer.conn.drain_events(timeout=0.5)  # type: ignore[no-untyped-call]
@@ -139,17 +153,11 @@ def test_an_empty_queue_is_waited_on_in_brpop_and_kombu_records_what_it_fetches(
 
 
 def test_the_record_names_the_routing_key_as_python_would_write_it(
-    make_stack: Callable[..., Stack],
+    redis_only: tuple[Stack, redis.Redis],
 ) -> None:
     """queue_stats.lua reads a record's routing key as text; cjson alone would write "a\\/b"."""
-    stack = make_stack()
-    stack.start_redis()
-    r = redis.Redis.from_url(stack.redis_url)
-    ((queue_list, payload),) = _queue(r, 1)
-    envelope = json.loads(payload)
-    envelope["properties"]["delivery_info"]["routing_key"] = "team/default"
-    r.delete(queue_list)
-    r.lpush(queue_list, json.dumps(envelope))
+    stack, r = redis_only
+    _queue_altered(r, lambda m: m["properties"]["delivery_info"].update(routing_key="team/default"))
     with _consumer(stack) as consumer:
         (message,) = consumer.receive(1)
         recorded: bytes = r.hget("unacked", message.delivery_tag)  # type: ignore[assignment]
@@ -157,45 +165,36 @@ def test_the_record_names_the_routing_key_as_python_would_write_it(
 
 
 def test_a_queue_consumed_without_acknowledgement_gets_no_record(
-    make_stack: Callable[..., Stack],
+    redis_only: tuple[Stack, redis.Redis],
 ) -> None:
     """Celery's gossip and mingle consume so; a record would come back after the visibility
     timeout as a second delivery, and nothing would ever remove it."""
-    stack = make_stack()
-    stack.start_redis()
-    r = redis.Redis.from_url(stack.redis_url)
+    stack, r = redis_only
     _queue(r, 2)
     with _consumer(stack, no_ack=True) as consumer:
         consumer.receive(2)
         assert r.hlen("unacked") == 0 and r.zcard("unacked_index") == 0
 
 
-def test_an_unreadable_message_is_dropped_as_kombu_would(make_stack: Callable[..., Stack]) -> None:
+def test_an_unreadable_message_is_dropped_as_kombu_would(
+    redis_only: tuple[Stack, redis.Redis],
+) -> None:
     """fetch.lua recorded it, but kombu failed to read it before taking it over: no record is
     left to bring it back (and fail again) after every visibility timeout."""
-    stack = make_stack()
-    stack.start_redis()
-    r = redis.Redis.from_url(stack.redis_url)
-    ((queue_list, payload),) = _queue(r, 1)
-    envelope = json.loads(payload)
-    envelope["body"] = "abc"  # not base64
-    r.delete(queue_list)
-    r.lpush(queue_list, json.dumps(envelope))
+    stack, r = redis_only
+    queue_list = _queue_altered(r, lambda m: m.update(body="abc"))  # not base64
     with _consumer(stack) as consumer, pytest.raises(binascii.Error):
         consumer.receive(1)
     assert r.hlen("unacked") == 0 and r.zcard("unacked_index") == 0
     assert r.llen(queue_list) == 0
 
 
-def test_a_message_fetch_lua_cannot_read_is_left_to_kombu(make_stack: Callable[..., Stack]) -> None:
-    stack = make_stack()
-    stack.start_redis()
-    r = redis.Redis.from_url(stack.redis_url)
-    ((queue_list, payload),) = _queue(r, 1)
-    envelope = json.loads(payload)
-    envelope["properties"]["delivery_tag"] = 7  # kombu takes any tag; fetch.lua only strings
-    r.delete(queue_list)
-    r.lpush(queue_list, json.dumps(envelope))
+def test_a_message_fetch_lua_cannot_read_is_left_to_kombu(
+    redis_only: tuple[Stack, redis.Redis],
+) -> None:
+    stack, r = redis_only
+    # kombu takes any tag; fetch.lua only strings
+    _queue_altered(r, lambda m: m["properties"].update(delivery_tag=7))
     with _consumer(stack) as consumer:
         before = _transactions(r)
         (message,) = consumer.receive(1)
@@ -205,11 +204,9 @@ def test_a_message_fetch_lua_cannot_read_is_left_to_kombu(make_stack: Callable[.
 
 
 def test_finish_acknowledges_and_the_settled_ack_makes_no_round_trip(
-    make_stack: Callable[..., Stack],
+    redis_only: tuple[Stack, redis.Redis],
 ) -> None:
-    stack = make_stack()
-    stack.start_redis()
-    r = redis.Redis.from_url(stack.redis_url)
+    stack, r = redis_only
     records = WorkerRecords(Settings(redis_url=stack.redis_url))
     with _delivered(stack, r, 2) as (channel, (finished, other)):
         assert r.hlen("unacked") == 2 and r.zcard("unacked_index") == 2
