@@ -16,7 +16,7 @@ class Config:
     wrk_seconds: int = 10
     warmup_seconds: int = 2
     drain_tasks: int = 5_000
-    drain_pairs: int = 5  # bare Celery then kubetasks, back to back
+    drain_pairs: int = 5  # a bare Celery drain and ours back to back, who goes first alternating
     bare_submit_tasks: int = 5_000
     growth_sizes: tuple[int, ...] = (1_000, 100_000, 1_000_000)
     queued_messages: int = 1_000_000
