@@ -6,16 +6,16 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from redis.asyncio import Redis
 
-from contracts import records
+from contracts import records, scripts
 from contracts.catalogue import QUEUES, TaskSpec
 from contracts.messages import build_message, message_for_record
 from contracts.records import State, now_ms
-from contracts.scripts import lua
+from contracts.scripts import Named, Script
 from contracts.settings import Settings
 
 # Entries a listing may pass over (expired records) before it returns a short page.
@@ -93,14 +93,23 @@ class TaskStore:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
-        self._submit = redis.register_script(lua("submit"))
-        self._cancel = redis.register_script(lua("cancel"))
-        self._list = redis.register_script(lua("list"))
-        self._queue_stats = redis.register_script(lua("queue_stats"))
-        self._requeue = redis.register_script(lua("deadletter_requeue"))
-        self._discard = redis.register_script(lua("deadletter_discard"))
+        self._registered = {
+            script.name: redis.register_script(script.source)
+            for script in (
+                scripts.SUBMIT,
+                scripts.CANCEL,
+                scripts.LIST,
+                scripts.QUEUE_STATS,
+                scripts.DEADLETTER_REQUEUE,
+                scripts.DEADLETTER_DISCARD,
+            )
+        }
         self._max_backlog = {q.name: q.max_backlog for q in QUEUES.values()}
         self._max_backlog.update(settings.queue_max_backlog)
+
+    async def _call(self, script: Script, **named: Named) -> Any:
+        keys, args = script.bind(**named)
+        return await self._registered[script.name](keys=keys, args=args)
 
     def max_backlog(self, queue: str) -> int:
         return self._max_backlog[queue]
@@ -118,7 +127,7 @@ class TaskStore:
         task_id = uuid.uuid4().hex
         now = now_ms()
         due = now + int(countdown * 1000) if countdown > 0 else 0
-        list_key, payload = build_message(
+        queue_list, message = build_message(
             spec,
             task_id,
             args,
@@ -128,22 +137,22 @@ class TaskStore:
             published_at_ms=due or now,
         )
         limit = self._max_backlog[queue]
-        outcome, value = await self._submit(
-            keys=[records.record_key(task_id), *records.queue_lists(queue)],
-            args=[
-                task_id,
-                spec.name,
-                queue,
-                priority,
-                orjson.dumps(args),
-                now,
-                idempotency_key or "",
-                self.settings.idempotency_ttl_seconds,
-                list_key,
-                payload,
-                due,
-                limit,
-            ],
+        outcome, value = await self._call(
+            scripts.SUBMIT,
+            record=records.record_key(task_id),
+            lists=records.queue_lists(queue),
+            id=task_id,
+            name=spec.name,
+            queue=queue,
+            priority=priority,
+            args=orjson.dumps(args),
+            now=now,
+            idem=idempotency_key or "",
+            idem_ttl=self.settings.idempotency_ttl_seconds,
+            list=queue_list,
+            message=message,
+            due=due,
+            max_backlog=limit,
         )
         if outcome == b"full":
             raise BacklogFull(queue, int(value), limit)
@@ -161,9 +170,12 @@ class TaskStore:
 
     async def cancel(self, task_id: str) -> tuple[CancelOutcome, State | None]:
         """Revoke a waiting or running task; returns the outcome and the state it was in."""
-        outcome, before = await self._cancel(
-            keys=[records.record_key(task_id)],
-            args=[task_id, now_ms(), self.settings.record_ttl_seconds],
+        outcome, before = await self._call(
+            scripts.CANCEL,
+            record=records.record_key(task_id),
+            id=task_id,
+            now=now_ms(),
+            ttl=self.settings.record_ttl_seconds,
         )
         if outcome == b"missing":
             raise TaskNotFound(task_id)
@@ -173,8 +185,13 @@ class TaskStore:
 
     async def list(self, index: str, *, limit: int, cursor: tuple[str, int] | None) -> Page:
         score, skip = cursor or ("+inf", 0)
-        next_score, next_skip, rows = await self._list(
-            keys=[index], args=[score, skip, limit, limit * LIST_SCAN_FACTOR]
+        next_score, next_skip, rows = await self._call(
+            scripts.LIST,
+            index=index,
+            max_score=score,
+            skip=skip,
+            limit=limit,
+            scan_cap=limit * LIST_SCAN_FACTOR,
         )
         items = [(task_id.decode(), _text(fields)) for task_id, fields in rows]
         more = (next_score.decode(), int(next_skip)) if next_score else None
@@ -184,8 +201,11 @@ class TaskStore:
         names = list(QUEUES)
         lists = [key for q in names for key in records.queue_lists(q)]
         since = time.time() - self.settings.worker_heartbeat_max_age_seconds
-        per_queue, inflight, delayed, dead, workers = await self._queue_stats(
-            keys=lists, args=[len(lists) // len(names), since]
+        per_queue, inflight, delayed, dead, workers = await self._call(
+            scripts.QUEUE_STATS,
+            lists=lists,
+            lists_per_queue=len(lists) // len(names),
+            workers_since=since,
         )
         described = [orjson.loads(w) for w in workers]
         stats = []
@@ -209,17 +229,26 @@ class TaskStore:
         if dead_since is None or not raw:
             raise DeadLetterNotFound(task_id)
         now = now_ms()
-        list_key, payload = message_for_record(self.settings.tasks, task_id, _text(raw), now)
-        outcome = await self._requeue(
-            keys=[records.record_key(task_id)], args=[task_id, list_key, payload, now]
+        queue_list, message = message_for_record(self.settings.tasks, task_id, _text(raw), now)
+        outcome = await self._call(
+            scripts.DEADLETTER_REQUEUE,
+            record=records.record_key(task_id),
+            id=task_id,
+            list=queue_list,
+            message=message,
+            now=now,
+            token=uuid.uuid4().hex,
         )
         if outcome == b"missing":
             raise DeadLetterNotFound(task_id)
 
     async def discard_dead_letter(self, task_id: str) -> None:
-        outcome = await self._discard(
-            keys=[records.record_key(task_id)],
-            args=[task_id, self.settings.record_ttl_seconds],
+        outcome = await self._call(
+            scripts.DEADLETTER_DISCARD,
+            record=records.record_key(task_id),
+            id=task_id,
+            ttl=self.settings.record_ttl_seconds,
+            token=uuid.uuid4().hex,
         )
         if outcome == b"missing":
             raise DeadLetterNotFound(task_id)

@@ -12,10 +12,10 @@ from bench import baseline, client
 from bench.config import SUBMIT_BODY, Config
 from bench.env import used_memory
 from bench.stats import summary
-from contracts.records import index_keys
+from contracts.records import state_index
 from devstack.processes import Stack, wait_until
 
-SUCCESS_INDEX = index_keys("", "SUCCESS")[0]
+SUCCESS_INDEX = state_index("SUCCESS")
 
 
 def _backlog(stack: Stack) -> int:

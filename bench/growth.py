@@ -17,7 +17,7 @@ from bench import client
 from bench.config import Config
 from bench.env import all_queue_lists, make_stack, redis_client, used_memory
 from bench.stats import percentile, summary
-from contracts.records import TASKS_INDEX, index_keys, name_index
+from contracts.records import TASKS_INDEX, name_index, name_state_index, state_index
 from devstack.processes import Stack
 
 SEED_BATCH = 2_000
@@ -46,7 +46,12 @@ def seeded_id(i: int) -> str:
 def seed(r: redis.Redis, template: dict[bytes, bytes], start: int, stop: int) -> float:
     """Write records start..stop-1; seconds taken."""
     script = r.register_script(SEED_LUA)
-    keys = [TASKS_INDEX, name_index("sleep"), *index_keys("sleep", "SUCCESS")]
+    keys = [
+        TASKS_INDEX,
+        name_index("sleep"),
+        state_index("SUCCESS"),
+        name_state_index("sleep", "SUCCESS"),
+    ]
     flat: list[bytes] = [x for kv in template.items() for x in kv]
     base = int(time.time() * 1000) - 10_000_000
     began = time.perf_counter()

@@ -3,7 +3,9 @@
 The API writes messages straight into the queue lists (atomically with the task record) and
 the worker re-publishes retries the same way, so both build them here. The publish time is a
 plain integer header that the delayed-task mover rewrites in place (a Lua pattern) and the
-queue metrics read without decoding the message.
+queue metrics read without decoding the message. Each message gets a fresh kombu delivery tag:
+it names that copy of the task's message, in the record's lease (`Field.TAG`) as in kombu's
+`unacked` hash.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from contracts.catalogue import PRIORITY_MAX, PRIORITY_STEPS, TaskSpec
 from contracts.records import Field, queue_lists
 
 PUBLISHED_AT_HEADER = "kt_published_at"
-DELIVERY_HEADER = "kt_delivery"
+HEADERS = {"published_at": PUBLISHED_AT_HEADER}  # for the Lua prelude (contracts.scripts)
 ORIGIN = "kubetasks"
 
 
@@ -42,8 +44,8 @@ def build_message(
     retries: int,
     published_at_ms: int,
 ) -> tuple[str, bytes]:
-    """Return (Redis list, message bytes) for one delivery of a task."""
-    delivery = uuid.uuid4().hex
+    """Return (Redis list, message bytes) for one copy of a task's message."""
+    tag = uuid.uuid4().hex
     embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
     body = orjson.dumps([[args], {}, embed])
     headers = {
@@ -65,7 +67,6 @@ def build_message(
         "kwargsrepr": "{}",
         "origin": ORIGIN,
         "ignore_result": True,
-        DELIVERY_HEADER: delivery,
         PUBLISHED_AT_HEADER: published_at_ms,
     }
     envelope = {
@@ -80,7 +81,7 @@ def build_message(
             "delivery_info": {"exchange": "", "routing_key": queue},
             "priority": transport_priority(priority),
             "body_encoding": "base64",
-            "delivery_tag": delivery,
+            "delivery_tag": tag,
         },
     }
     return queue_list_for(queue, priority), orjson.dumps(envelope)

@@ -1,7 +1,12 @@
-"""The task record in Redis: key names, field names and the states a task moves through."""
+"""The task record in Redis: key names, field names and the states a task moves through.
+
+This module is the one definition of them: the Lua scripts get the same names through the
+prelude that `contracts.scripts` generates from it (`F.state`, `K.delayed`, `record_key(id)`).
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from enum import StrEnum
 
@@ -27,39 +32,74 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-PREFIX = "kt:"
-TASKS_INDEX = f"{PREFIX}tasks"
-DELAYED = f"{PREFIX}delayed"
-DEADLETTER = f"{PREFIX}deadletter"
-WORKERS = f"{PREFIX}workers"
-PRIORITY_SEPARATOR = "\x06\x16"
+class KeyTemplate:
+    """A key (or value) made of fixed text and parameters, e.g. "kt:task:{id}"; the Lua
+    prelude gets a function of the same name and parameters made from the same template."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.params = tuple(re.findall(r"{(\w+)}", template))
+
+    def __call__(self, *values: str) -> str:
+        return self.template.format_map(dict(zip(self.params, values, strict=True)))
 
 
-def record_key(task_id: str) -> str:
-    return f"{PREFIX}task:{task_id}"
+# Keys with fixed names.
+TASKS_INDEX = "kt:tasks"  # every task id, score = submit time (ms); also the tombstones
+DELAYED = "kt:delayed"  # countdowns and retry backoffs, score = due time (ms)
+DELAYED_MESSAGES = "kt:delayed:msg"  # task id -> "<queue list>\n<message>"
+DEADLETTER = "kt:deadletter"
+WORKERS = "kt:workers"  # hostname, score = last heartbeat (s)
+# Delivery tag -> inflight_entry(queue, task id) for every unacknowledged message, written
+# beside kombu's record of it (worker/broker.py), so in-flight work is counted without reading
+# the messages themselves (a thumbnail's can be 700 KB).
+INFLIGHT = "kt:inflight"
+# kombu's Redis transport keeps unacknowledged messages here (its defaults; the worker refuses
+# transport options that would move them, see worker.broker).
+UNACKED = "unacked"
+UNACKED_INDEX = "unacked_index"
 
+# Keys (and one value) with parameters.
+record_key = KeyTemplate("kt:task:{id}")
+idempotency_key = KeyTemplate("kt:idem:{key}")
+worker_key = KeyTemplate("kt:worker:{hostname}")
+state_index = KeyTemplate("kt:tasks:state:{state}")
+name_index = KeyTemplate("kt:tasks:name:{name}")
+name_state_index = KeyTemplate("kt:tasks:name:{name}:state:{state}")
+inflight_entry = KeyTemplate("{queue} {id}")  # queue names have no spaces; ids may
 
-def worker_key(hostname: str) -> str:
-    return f"{PREFIX}worker:{hostname}"
-
-
-def index_keys(name: str, state: str) -> tuple[str, str]:
-    """The two listing indexes that depend on a task's state (the others never change)."""
-    return f"{TASKS_INDEX}:state:{state}", f"{TASKS_INDEX}:name:{name}:state:{state}"
-
-
-def name_index(name: str) -> str:
-    return f"{TASKS_INDEX}:name:{name}"
+FIXED_KEYS = {
+    "tasks": TASKS_INDEX,
+    "delayed": DELAYED,
+    "delayed_messages": DELAYED_MESSAGES,
+    "deadletter": DEADLETTER,
+    "workers": WORKERS,
+    "inflight": INFLIGHT,
+    "unacked": UNACKED,
+    "unacked_index": UNACKED_INDEX,
+}
+KEY_TEMPLATES = {
+    "record_key": record_key,
+    "idempotency_key": idempotency_key,
+    "worker_key": worker_key,
+    "state_index": state_index,
+    "name_index": name_index,
+    "name_state_index": name_state_index,
+    "inflight_entry": inflight_entry,
+}
 
 
 def listing_index(name: str | None, state: str | None) -> str:
     if name and state:
-        return index_keys(name, state)[1]
+        return name_state_index(name, state)
     if state:
-        return index_keys("", state)[0]
+        return state_index(state)
     if name:
         return name_index(name)
     return TASKS_INDEX
+
+
+PRIORITY_SEPARATOR = "\x06\x16"
 
 
 def queue_lists(queue: str) -> list[str]:
@@ -83,7 +123,7 @@ class Field:
     ATTEMPTS = "attempts"  # executions started, redeliveries and retries included
     RETRIES = "retries"
     DELIVERIES = "deliveries"  # deliveries of the current message; capped
-    DELIVERY = "delivery"  # id of the message copy that holds the lease
+    TAG = "tag"  # kombu delivery tag of the message whose execution holds the lease
     LEASE_UNTIL = "lease_until"
     WORKER = "worker"  # hostname of the worker that started the current attempt
     PID = "pid"  # and its pool process
@@ -93,3 +133,13 @@ class Field:
     ERROR_MESSAGE = "error_message"
     TRACEBACK = "traceback"
     IDEMPOTENCY_KEY = "idempotency_key"
+    # Token of the last call that changed the record and cannot simply run twice: a call the
+    # client re-sends after a timeout finds its own token and answers as it did the first time.
+    CALL = "call"
+
+
+FIELDS = {
+    name.lower(): value
+    for name, value in vars(Field).items()
+    if name.isupper() and isinstance(value, str)
+}

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
     # Celery task events feed Flower; without Flower they cost about a third of a worker's time.
     worker_task_events: bool = True
+    # The transport's fetch-and-record script and local acks (worker/broker.py); off = kombu's
+    # own round trips, same behaviour.
+    worker_fast_path: bool = True
     worker_logfile: Path | None = None
     scheduler_interval_seconds: float = Field(default=0.5, gt=0)
 

@@ -212,9 +212,7 @@ def test_finish_acknowledges_and_the_settled_ack_makes_no_round_trip(
         assert r.hlen("unacked") == 2 and r.zcard("unacked_index") == 2
 
         # No record for the task (a cancelled one would be the same): its message is still done.
-        outcome = records.finish(
-            finished.headers["id"], "", State.SUCCESS, delivery_tag=finished.delivery_tag
-        )
+        outcome = records.finish(finished.headers["id"], finished.delivery_tag, State.SUCCESS)
         assert outcome == "missing"
         assert r.hkeys("unacked") == [other.delivery_tag.encode()]
         assert r.zrange("unacked_index", 0, -1) == [other.delivery_tag.encode()]

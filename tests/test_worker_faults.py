@@ -81,19 +81,23 @@ def test_worker_refuses_a_visibility_timeout_shorter_than_a_time_limit(
 
 
 @pytest.mark.parametrize(
-    ("change", "check", "refusal"),
+    ("code", "refusal"),
     [
-        ("app.conf.accept_content = ['json', 'pickle']", "check_serializers",
+        ("from worker.app import app, check_serializers\n"
+         "app.conf.accept_content = ['json', 'pickle']\n"
+         "check_serializers(app)",
          "only JSON serialization is allowed"),
         # A key prefix (say, for a shared Redis) would move kombu's unacknowledged set away from
         # the one finish.lua acknowledges in.
-        ("app.conf.broker_transport_options['global_keyprefix'] = 'shared:'", "check_transport",
+        ("from worker.app import app\n"
+         "from worker.broker import check_transport_options\n"
+         "app.conf.broker_transport_options['global_keyprefix'] = 'shared:'\n"
+         "check_transport_options(app.conf.broker_transport_options)",
          "every success would be redelivered"),
     ],
     ids=["pickle", "unacked-key-prefix"],
 )  # fmt: skip
-def test_unsafe_worker_configuration_is_refused(change: str, check: str, refusal: str) -> None:
-    code = f"from worker.app import app, {check}\n{change}\n{check}(app)\n"
+def test_unsafe_worker_configuration_is_refused(code: str, refusal: str) -> None:
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )

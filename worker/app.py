@@ -7,7 +7,9 @@
 - countdowns and retries wait in Redis (`kt:delayed`), never in a worker's memory, so an ETA
   longer than the visibility timeout cannot be redelivered in a loop;
 - SIGTERM starts a soft shutdown (REMAP_SIGTERM=SIGQUIT) bounded by the soft-shutdown timeout;
-- JSON only; results live in the task record, not in a Celery result backend.
+- JSON only; results live in the task record, not in a Celery result backend;
+- messages are fetched and acknowledged through worker.broker's transport (the acknowledgement
+  protocol), set here for every process of the app and checked when the worker starts.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import worker.tasks  # noqa: F401  (registers the implementations)
 from contracts.catalogue import PRIORITY_STEPS, QUEUES, TASKS, longest_time_limit
 from contracts.settings import Settings, get_settings
 from worker import metrics
-from worker.broker import UNACKED_KEYS, unacked_keys
+from worker.broker import TRANSPORT, ConfigurationError, TransportCheck, check_transport_options
 from worker.housekeeping import Housekeeping
-from worker.lifecycle import RecordedTask, worker_records
+from worker.lifecycle import RecordedTask
+from worker.records import worker_records
 from worker.registry import IMPLEMENTATIONS
 
 SERIALIZER = "json"
@@ -33,10 +36,6 @@ SERIALIZER = "json"
 def visibility_margin(longest: int) -> float:
     """Headroom between the longest hard time limit and the visibility timeout."""
     return max(5.0, longest * 0.1)
-
-
-class ConfigurationError(RuntimeError):
-    pass
 
 
 def check_profile(settings: Settings) -> None:
@@ -71,21 +70,13 @@ def check_serializers(app: Celery) -> None:
         raise ConfigurationError(f"only JSON serialization is allowed, got {sorted(used)}")
 
 
-def check_transport(app: Celery) -> None:
-    """finish.lua acknowledges a success in kombu's default keys (see worker.broker)."""
-    keys = unacked_keys(app.conf.broker_transport_options)
-    if keys != UNACKED_KEYS:
-        raise ConfigurationError(
-            f"kombu would keep unacknowledged messages in {keys} (unacked_key, "
-            f"unacked_index_key, global_keyprefix), but finish.lua acknowledges in "
-            f"{UNACKED_KEYS}: every success would be redelivered"
-        )
-
-
 def create_app(settings: Settings) -> Celery:
     check_profile(settings)
-    app = Celery("kubetasks", broker=settings.redis_url, set_as_current=True)
+    app = Celery(
+        "kubetasks", broker=settings.redis_url, amqp="worker.broker:AMQP", set_as_current=True
+    )
     app.conf.update(
+        broker_transport=TRANSPORT,
         task_serializer=SERIALIZER,
         result_serializer=SERIALIZER,
         event_serializer=SERIALIZER,
@@ -114,12 +105,13 @@ def create_app(settings: Settings) -> Celery:
             "queue_order_strategy": "priority",
             "unacked_restore_interval": settings.restore_interval_seconds,
             "unacked_restore_throttle": 1,
+            "kt_fast_path": settings.worker_fast_path,
         },
         task_queues=[Queue(name, routing_key=name) for name in settings.worker_queues],  # type: ignore[no-untyped-call]
         task_default_queue=settings.worker_queues[0],
     )
     check_serializers(app)
-    check_transport(app)
+    check_transport_options(app.conf.broker_transport_options)
     for spec in settings.tasks.values():
         app.task(
             name=spec.name,
@@ -129,19 +121,13 @@ def create_app(settings: Settings) -> Celery:
             soft_time_limit=spec.soft_time_limit_seconds,
         )(_unused_run)
     app.steps["worker"].add(Housekeeping)
+    app.steps["consumer"].add(TransportCheck)
     return app
 
 
 def _unused_run(args: dict[str, Any]) -> None:
     """Celery wants a run function; `RecordedTask.__call__` dispatches to the implementation."""
     raise NotImplementedError
-
-
-@signals.celeryd_init.connect  # type: ignore[untyped-decorator]
-def _worker_transport(conf: Any, **_: Any) -> None:
-    # Worker processes only: kombu names a connection's URL scheme after its transport, and
-    # Flower picks its Redis client by that scheme; Flower and `celery inspect` consume nothing.
-    conf.broker_transport = "worker.broker:Transport"
 
 
 @signals.worker_init.connect  # type: ignore[untyped-decorator]

@@ -23,7 +23,7 @@ from contracts import records
 from contracts.catalogue import TASKS
 from contracts.records import State
 from contracts.settings import Settings, get_settings
-from worker.lifecycle import worker_records
+from worker.records import RecordsUnavailable, worker_records
 
 log = logging.getLogger(__name__)
 TRIM_EVERY_SECONDS = 60.0
@@ -78,11 +78,12 @@ class Heartbeat:
 
 def _listing_indexes() -> list[str]:
     keys = [records.TASKS_INDEX]
+    for state in State:
+        keys.append(records.state_index(state))
     for name in TASKS:
         keys.append(records.name_index(name))
-        for state in State:
-            keys.extend(records.index_keys(name, state))
-    return sorted(set(keys))
+        keys.extend(records.name_state_index(name, state) for state in State)
+    return keys
 
 
 class Housekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
@@ -118,7 +119,7 @@ class Housekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
             while not self.stopping.is_set():
                 try:
                     job()
-                except redis.RedisError as exc:  # Redis away: the next round tries again
+                except (RecordsUnavailable, redis.RedisError) as exc:  # the next round retries
                     log.debug("%s waits for Redis: %s", name, exc)
                 except Exception:
                     log.exception("%s failed; trying again in %s s", name, interval)

@@ -3,6 +3,11 @@
 `RecordedTask.__call__` runs in the pool child around the implementation; `RecordedRequest`
 runs in the worker's main process for the endings a child cannot report itself (it was
 killed, or it hit the hard time limit).
+
+What an error does depends on whose it is: an outage of the records' Redis puts the message
+back (the task waits for Redis); an error of a record script ends the task as FAILURE with that
+error (waiting would not fix it); anything the task's own code raises is the task's failure,
+retried only when it is a `TransientError` and the catalogue gives a retry policy.
 """
 
 from __future__ import annotations
@@ -12,30 +17,30 @@ import random
 import time
 import traceback
 from dataclasses import dataclass
-from functools import cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, assert_never
 
 import orjson
-import redis
 from billiard.exceptions import Terminated, WorkerLostError
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
-from celery.worker.request import Request
 
 from contracts.catalogue import TaskSpec
-from contracts.messages import DELIVERY_HEADER, PUBLISHED_AT_HEADER, build_message
+from contracts.messages import PUBLISHED_AT_HEADER, build_message
 from contracts.records import State, now_ms
-from contracts.settings import get_settings
 from worker import metrics
-from worker.records import WorkerRecords
+from worker.broker import SettledOnSuccess
+from worker.records import (
+    DeadLetter,
+    Defer,
+    RecordScriptError,
+    RecordsUnavailable,
+    Run,
+    Skip,
+    worker_records,
+)
 from worker.registry import IMPLEMENTATIONS, TaskCancelled, TransientError
 
 log = logging.getLogger(__name__)
-
-
-@cache
-def worker_records() -> WorkerRecords:
-    return WorkerRecords(get_settings())
 
 
 @dataclass
@@ -43,14 +48,13 @@ class Execution:
     """The context an implementation gets (`worker.registry.TaskContext`)."""
 
     task_id: str
-    delivery: str
+    tag: str  # kombu's delivery tag of the message being run: the lease holder, and the ack
     attempt: int
     retries: int
-    delivery_tag: str  # kombu's, for the acknowledgement in finish.lua
 
     def progress(self, current: float, total: float, message: str = "") -> None:
         body = orjson.dumps({"current": current, "total": total, "message": message})
-        state = worker_records().progress(self.task_id, self.delivery, body)
+        state = worker_records().progress(self.task_id, self.tag, body)
         if state != State.STARTED:
             raise TaskCancelled(state)
 
@@ -62,31 +66,12 @@ def backoff_seconds(spec: TaskSpec, retries: int) -> float:
     return random.uniform(0, ceiling)
 
 
-class RecordedRequest(Request):  # type: ignore[misc]
-    """Main-process hooks: a lost child requeues the task, a hard time limit fails it, and a
-    success is acknowledged without a round trip (its finish already acknowledged it)."""
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        # Celery subclasses the task's Request class once per task type
-        # (celery.worker.request.create_request_cls) with an on_success that overrides any
-        # defined here: wrap that one.
-        super().__init_subclass__(**kwargs)
-        on_success = cls.on_success
-
-        def settle_then_ack(self: RecordedRequest, failed__retval__runtime: Any, **kw: Any) -> Any:
-            if not failed__retval__runtime[0] and self.task.acks_late and not self.acknowledged:
-                # The task returned, so finish.lua acknowledged its message (RecordedTask._execute).
-                self.message.channel.qos.settled(self.message.delivery_tag)
-            return on_success(self, failed__retval__runtime, **kw)
-
-        cls.on_success = settle_then_ack
+class RecordedRequest(SettledOnSuccess):
+    """Main-process hooks: a lost child requeues the task, a hard time limit fails it (a
+    success is acknowledged as worker.broker.SettledOnSuccess says)."""
 
     def _labels(self) -> tuple[str, str]:
         return self.task.name, self.delivery_info.get("routing_key") or ""
-
-    @property
-    def _delivery(self) -> str:
-        return str(self.request_dict.get(DELIVERY_HEADER, ""))
 
     def on_timeout(self, soft: bool, timeout: float) -> None:
         super().on_timeout(soft, timeout)
@@ -94,11 +79,10 @@ class RecordedRequest(Request):  # type: ignore[misc]
             return
         worker_records().finish(
             self.id,
-            self._delivery,
+            str(self.message.delivery_tag),
             State.FAILURE,
             error_type="TimeLimitExceeded",
             error_message=f"hard time limit of {timeout} s exceeded; the process was killed",
-            delivery_tag=self.message.delivery_tag,
         )
         metrics.COMPLETED.labels(*self._labels(), "failed").inc()
         if self.worker_pid:
@@ -112,7 +96,7 @@ class RecordedRequest(Request):  # type: ignore[misc]
         if isinstance(exc, WorkerLostError | Terminated | SystemExit | KeyboardInterrupt):
             # Celery put the message back on its queue: a lost pool process (acks_late +
             # reject_on_worker_lost), or a task cut off by the end of a soft shutdown.
-            state = worker_records().requeued(self.id, self._delivery)
+            state = worker_records().requeued(self.id, str(self.message.delivery_tag))
             log.warning("task %s lost its worker process; back to %s", self.id, state)
             if self.worker_pid:
                 metrics.process_died(self.worker_pid)
@@ -126,62 +110,70 @@ class RecordedTask(Task):  # type: ignore[misc]
     typing = False
 
     def __call__(self, args: dict[str, Any]) -> Any:
+        tag = str((self.request.properties or {}).get("delivery_tag") or "")
         try:
-            return self._deliver(args)
-        except redis.RedisError as exc:
-            # The record could not be read or written. Acknowledging would lose the task: put
-            # the message back; start.lua reconciles the redelivery (same delivery id).
+            return self._guarded(args, tag)
+        except RecordsUnavailable as exc:
+            # Acknowledging would lose the task: put the message back; start.lua reconciles the
+            # redelivery (same delivery tag).
             log.warning("task %s requeued, Redis failed: %s", self.request.id, exc)
             raise Reject(exc, requeue=True) from exc
+        except RecordScriptError as exc:
+            log.error("task %s failed in a record script: %s", self.request.id, exc)
+            try:
+                worker_records().abandon(self.request.id, tag, exc)
+            except (RecordsUnavailable, RecordScriptError):
+                log.exception("task %s: its record could not be ended either", self.request.id)
+            raise  # a failure: Celery acknowledges the message, which is not redelivered
 
-    def _deliver(self, args: dict[str, Any]) -> Any:
+    def _guarded(self, args: dict[str, Any], tag: str) -> Any:
         req = self.request
         queue = (req.delivery_info or {}).get("routing_key") or self.spec.queue
         labels = (self.name, queue)
-        delivery = str(req.get(DELIVERY_HEADER) or "")
         decision = worker_records().start(
-            req.id, delivery, req.hostname or "", self.spec.time_limit_seconds
+            req.id, tag, req.hostname or "", self.spec.time_limit_seconds
         )
-        if decision.outcome == "deadletter":
-            log.error("task %s dead-lettered after %s deliveries", req.id, decision.detail)
-            metrics.COMPLETED.labels(*labels, "dead_lettered").inc()
-            raise Ignore()
-        if decision.outcome == "defer":
-            queue_list, payload = build_message(
-                self.spec,
-                req.id,
-                args,
-                queue=queue,
-                priority=decision.priority,
-                retries=req.retries or 0,
-                published_at_ms=int(decision.detail),
-            )
-            worker_records().defer(
-                req.id, due_ms=int(decision.detail), queue_list=queue_list, payload=payload
-            )
-            log.warning("task %s is running elsewhere; a second copy waits for it", req.id)
-            raise Ignore()
-        if decision.outcome != "run":
-            log.info("task %s not run: %s", req.id, decision.detail)
-            raise Ignore()
+        match decision:
+            case Run():
+                execution = Execution(req.id, tag, decision.attempt, req.retries or 0)
+                return self._measured(execution, args, queue, decision.priority)
+            case Defer():
+                queue_list, message = build_message(
+                    self.spec,
+                    req.id,
+                    args,
+                    queue=queue,
+                    priority=decision.priority,
+                    retries=req.retries or 0,
+                    published_at_ms=decision.until_ms,
+                )
+                worker_records().defer(
+                    req.id, due_ms=decision.until_ms, queue_list=queue_list, message=message
+                )
+                log.warning("task %s is running elsewhere; a second copy waits for it", req.id)
+            case DeadLetter():
+                log.error("task %s dead-lettered after %s deliveries", req.id, decision.deliveries)
+                metrics.COMPLETED.labels(*labels, "dead_lettered").inc()
+            case Skip():
+                log.info("task %s not run: %s", req.id, decision.reason)
+            case _:
+                assert_never(decision)
+        raise Ignore()
 
-        published = req.get(PUBLISHED_AT_HEADER)
+    def _measured(
+        self, execution: Execution, args: dict[str, Any], queue: str, priority: int
+    ) -> Any:
+        labels = (self.name, queue)
+        published = self.request.get(PUBLISHED_AT_HEADER)
         if published:
             wait = max(0.0, (now_ms() - int(published)) / 1000)
             metrics.QUEUE_WAIT.labels(*labels).observe(wait)
         metrics.STARTED.labels(*labels).inc()
-        execution = Execution(
-            req.id,
-            delivery,
-            int(decision.detail),
-            req.retries or 0,
-            str((req.properties or {}).get("delivery_tag") or ""),
-        )
         outcome = "failed"
         started = time.perf_counter()
         try:
             with metrics.IN_PROGRESS.labels(*labels).track_inprogress():
-                result = self._execute(execution, args, queue, decision.priority)
+                result = self._execute(execution, args, queue, priority)
             outcome = "succeeded"
             return result
         except Retry:
@@ -197,16 +189,15 @@ class RecordedTask(Task):  # type: ignore[misc]
     def _execute(
         self, execution: Execution, args: dict[str, Any], queue: str, priority: int
     ) -> Any:
-        records = worker_records()
-        task_id, delivery = execution.task_id, execution.delivery
+        task_id = execution.task_id
         try:
             value = IMPLEMENTATIONS[self.name](self.spec.args_model.model_validate(args), execution)
             result = orjson.dumps(value)
         except TaskCancelled:
             log.info("task %s cancelled while running", task_id)
             raise Ignore() from None
-        except redis.RedisError:
-            raise
+        except (RecordsUnavailable, RecordScriptError):
+            raise  # from ctx.progress: the records' trouble, not the task's
         except TransientError as exc:
             policy = self.spec.retry
             if policy and execution.retries < policy.max_retries:
@@ -217,9 +208,7 @@ class RecordedTask(Task):  # type: ignore[misc]
         except Exception as exc:
             self._fail(execution, exc)
             raise
-        finished = records.finish(
-            task_id, delivery, State.SUCCESS, result=result, delivery_tag=execution.delivery_tag
-        )
+        finished = worker_records().finish(task_id, execution.tag, State.SUCCESS, result=result)
         if finished != State.SUCCESS:
             log.info("task %s was cancelled while running; its result is discarded", task_id)
             raise Ignore()
@@ -228,12 +217,11 @@ class RecordedTask(Task):  # type: ignore[misc]
     def _fail(self, execution: Execution, exc: BaseException) -> None:
         worker_records().finish(
             execution.task_id,
-            execution.delivery,
+            execution.tag,
             State.FAILURE,
             error_type=type(exc).__name__,
             error_message=str(exc)[:2000],
             traceback="".join(traceback.format_exception(exc))[-8000:],
-            delivery_tag=execution.delivery_tag,
         )
 
     def _schedule_retry(
@@ -245,7 +233,7 @@ class RecordedTask(Task):  # type: ignore[misc]
         exc: TransientError,
     ) -> None:
         due = now_ms() + int(backoff_seconds(self.spec, execution.retries) * 1000)
-        queue_list, payload = build_message(
+        queue_list, message = build_message(
             self.spec,
             execution.task_id,
             args,
@@ -256,10 +244,10 @@ class RecordedTask(Task):  # type: ignore[misc]
         )
         worker_records().retry(
             execution.task_id,
-            execution.delivery,
+            execution.tag,
             due_ms=due,
             queue_list=queue_list,
-            payload=payload,
+            message=message,
             error_type=type(exc).__name__,
             error_message=str(exc)[:2000],
         )

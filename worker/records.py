@@ -1,24 +1,30 @@
 """The worker's side of the task record: start, progress, finish, retry, requeue, move due.
 
-Each call is one Lua script from `contracts/lua`, the same state machine the API uses.
+Each call is one Lua script from `contracts/lua`, the same state machine the API uses. Errors
+come out in two kinds that the lifecycle treats differently: `RecordsUnavailable` (Redis did not
+answer, even after the client's retries: the task waits for it) and `RecordScriptError` (a
+script failed on this record: a bug or a damaged record, which waiting will not fix).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import uuid
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import redis
 from redis.backoff import ExponentialBackoff
-from redis.commands.core import Script
+from redis.commands.core import Script as RegisteredScript
 from redis.retry import Retry
 
-from contracts import records
+from contracts import records, scripts
 from contracts.messages import message_for_record
 from contracts.records import Field, State, now_ms
-from contracts.scripts import lua
-from contracts.settings import Settings
+from contracts.scripts import Named, Script
+from contracts.settings import Settings, get_settings
 
 LEASE_GRACE_MS = 1000
 TRIM_BUDGET = 50_000  # index entries looked at per trim call
@@ -27,11 +33,39 @@ ORPHAN_SLACK_MS = 60_000  # see contracts/lua/reap.lua
 _MESSAGE_FIELDS = [Field.NAME, Field.QUEUE, Field.PRIORITY, Field.ARGS, Field.RETRIES]
 
 
+class RecordsUnavailable(Exception):
+    """Redis did not answer a record call, retries included."""
+
+
+class RecordScriptError(Exception):
+    """A record script raised an error (not an outage): retrying would raise it again."""
+
+
 @dataclass(frozen=True)
-class Decision:
-    outcome: str  # "run", "skip", "defer" or "deadletter"
-    detail: str  # run: the attempt number; skip: why; defer: lease end (ms); deadletter: count
-    priority: int = 0
+class Run:
+    attempt: int
+    priority: int
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str  # the state that makes the delivery pointless, or "missing"
+
+
+@dataclass(frozen=True)
+class Defer:
+    """Another execution holds the lease until `until_ms`: this copy waits for it."""
+
+    until_ms: int
+    priority: int
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    deliveries: int
+
+
+Decision = Run | Skip | Defer | DeadLetter
 
 
 class WorkerRecords:
@@ -44,13 +78,14 @@ class WorkerRecords:
     another's calls while Redis hangs.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, socket_timeout: float = 5.0) -> None:
         self.settings = settings
+        self.socket_timeout = socket_timeout
         self.single_connection = False
         self._lock = threading.Lock()
         self._pid = 0
         self._client: redis.Redis | None = None
-        self._scripts: dict[str, Script] = {}
+        self._registered: dict[str, RegisteredScript] = {}
 
     @property
     def client(self) -> redis.Redis:
@@ -60,109 +95,158 @@ class WorkerRecords:
                 self._client = redis.Redis.from_url(
                     self.settings.redis_url,
                     single_connection_client=self.single_connection,
-                    socket_timeout=5,
-                    socket_connect_timeout=5,
+                    socket_timeout=self.socket_timeout,
+                    socket_connect_timeout=self.socket_timeout,
                     # A worker rides out a Redis restart instead of failing the running task.
+                    # Calls are re-sent after a timeout: each script is safe to run twice
+                    # (start.lua by its token, the others by the state they check).
                     retry=Retry(ExponentialBackoff(cap=2, base=0.1), 8),
                     retry_on_error=[redis.ConnectionError, redis.TimeoutError],
                     health_check_interval=30,
                 )
                 self._pid = os.getpid()
-                self._scripts = {}
+                self._registered = {}
             return self._client
 
-    def _script(self, name: str) -> Script:
+    def _call(self, script: Script, **named: Named) -> Any:
+        keys, args = script.bind(**named)
         client = self.client  # first: a new client (new process) starts with no scripts
-        if name not in self._scripts:
-            self._scripts[name] = client.register_script(lua(name))
-        return self._scripts[name]
+        registered = self._registered.get(script.name)
+        if registered is None:
+            registered = self._registered[script.name] = client.register_script(script.source)
+        try:
+            return registered(keys=keys, args=args)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise RecordsUnavailable(f"{script.name}.lua: {exc}") from exc
+        except redis.ResponseError as exc:
+            raise RecordScriptError(f"{script.name}.lua: {exc}") from exc
 
-    def start(self, task_id: str, delivery: str, worker: str, time_limit: float) -> Decision:
+    def start(self, task_id: str, tag: str, worker: str, time_limit: float) -> Decision:
         now = now_ms()
         # The hard time limit ends the execution by then; the lease must end before the
         # visibility timeout hands the message of a dead worker to another.
         lease_until = now + int(time_limit * 1000) + LEASE_GRACE_MS
-        outcome, detail, *priority = self._script("start")(
-            keys=[records.record_key(task_id)],
-            args=[
-                task_id,
-                delivery,
-                now,
-                lease_until,
-                self.settings.max_redeliveries,
-                worker,
-                self.settings.tombstone_ttl_seconds,
-                os.getpid(),
-            ],
+        outcome, detail, *priority = self._call(
+            scripts.START,
+            record=records.record_key(task_id),
+            id=task_id,
+            tag=tag,
+            now=now,
+            lease_until=lease_until,
+            max_deliveries=self.settings.max_redeliveries,
+            worker=worker,
+            dead_ttl=self.settings.tombstone_ttl_seconds,
+            pid=os.getpid(),
+            token=uuid.uuid4().hex,
         )
-        return Decision(_str(outcome), _str(detail), int(priority[0]) if priority else 0)
+        match _str(outcome):
+            case "run":
+                return Run(int(detail), int(priority[0]))
+            case "defer":
+                return Defer(int(detail), int(priority[0]))
+            case "deadletter":
+                return DeadLetter(int(detail))
+            case _:
+                return Skip(_str(detail))
 
-    def progress(self, task_id: str, delivery: str, progress_json: bytes) -> str:
-        state = self._script("progress")(
-            keys=[records.record_key(task_id)], args=[delivery, progress_json]
+    def progress(self, task_id: str, tag: str, progress_json: bytes) -> str:
+        return _str(
+            self._call(
+                scripts.PROGRESS,
+                record=records.record_key(task_id),
+                tag=tag,
+                progress=progress_json,
+            )
         )
-        return _str(state)
 
     def finish(
         self,
         task_id: str,
-        delivery: str,
+        tag: str,
         state: State,
         *,
         result: bytes = b"",
         error_type: str = "",
         error_message: str = "",
         traceback: str = "",
-        delivery_tag: str = "",
     ) -> str:
-        """End the execution and acknowledge its message (by `delivery_tag`) in one call."""
+        """End the execution and acknowledge its message (by `tag`) in one call."""
         return _str(
-            self._script("finish")(
-                keys=[records.record_key(task_id)],
-                args=[
-                    task_id,
-                    delivery,
-                    state.value,
-                    now_ms(),
-                    self.settings.record_ttl_seconds,
-                    result,
-                    error_type,
-                    error_message,
-                    traceback,
-                    delivery_tag,
-                ],
+            self._call(
+                scripts.FINISH,
+                record=records.record_key(task_id),
+                id=task_id,
+                tag=tag,
+                state=state.value,
+                now=now_ms(),
+                ttl=self.settings.record_ttl_seconds,
+                result=result,
+                error_type=error_type,
+                error_message=error_message,
+                traceback=traceback,
+            )
+        )
+
+    def abandon(self, task_id: str, tag: str, error: RecordScriptError) -> str:
+        """End the task as FAILURE with a script's error, whoever holds it (abandon.lua)."""
+        return _str(
+            self._call(
+                scripts.ABANDON,
+                record=records.record_key(task_id),
+                id=task_id,
+                tag=tag,
+                now=now_ms(),
+                ttl=self.settings.record_ttl_seconds,
+                error_type=type(error).__name__,
+                error_message=str(error)[:2000],
             )
         )
 
     def retry(
         self,
         task_id: str,
-        delivery: str,
+        tag: str,
         *,
         due_ms: int,
         queue_list: str,
-        payload: bytes,
+        message: bytes,
         error_type: str,
         error_message: str,
     ) -> str:
         return _str(
-            self._script("retry")(
-                keys=[records.record_key(task_id)],
-                args=[task_id, delivery, due_ms, queue_list, payload, error_type, error_message],
+            self._call(
+                scripts.RETRY,
+                record=records.record_key(task_id),
+                id=task_id,
+                tag=tag,
+                due=due_ms,
+                list=queue_list,
+                message=message,
+                error_type=error_type,
+                error_message=error_message,
             )
         )
 
-    def defer(self, task_id: str, *, due_ms: int, queue_list: str, payload: bytes) -> str:
+    def defer(self, task_id: str, *, due_ms: int, queue_list: str, message: bytes) -> str:
         return _str(
-            self._script("defer")(
-                keys=[records.record_key(task_id)], args=[task_id, queue_list, payload, due_ms]
+            self._call(
+                scripts.DEFER,
+                record=records.record_key(task_id),
+                id=task_id,
+                list=queue_list,
+                message=message,
+                due=due_ms,
             )
         )
 
-    def requeued(self, task_id: str, delivery: str) -> str:
+    def requeued(self, task_id: str, tag: str) -> str:
         return _str(
-            self._script("requeued")(
-                keys=[records.record_key(task_id)], args=[task_id, delivery, now_ms()]
+            self._call(
+                scripts.REQUEUED,
+                record=records.record_key(task_id),
+                id=task_id,
+                tag=tag,
+                now=now_ms(),
             )
         )
 
@@ -172,9 +256,14 @@ class WorkerRecords:
         orphan_after_ms = self.settings.orphan_after_seconds * 1000
         candidates: list[bytes] = []
         for state in (State.PENDING, State.RETRY):
-            index = records.index_keys("", state)[0]
             ids = self.client.zrange(
-                index, now - orphan_after_ms, "-inf", byscore=True, desc=True, offset=0, num=limit
+                records.state_index(state),
+                now - orphan_after_ms,
+                "-inf",
+                byscore=True,
+                desc=True,
+                offset=0,
+                num=limit,
             )
             candidates.extend(i for i in ids if isinstance(i, bytes))
         requeued = 0
@@ -188,20 +277,32 @@ class WorkerRecords:
             }
             if len(record) != len(_MESSAGE_FIELDS) or record[Field.NAME] not in self.settings.tasks:
                 continue  # gone meanwhile
-            queue_list, payload = message_for_record(self.settings.tasks, task_id, record, now)
-            outcome = self._script("reap")(
-                keys=[records.record_key(task_id), queue_list],
-                args=[task_id, now, orphan_after_ms, payload, ORPHAN_SLACK_MS],
+            queue_list, message = message_for_record(self.settings.tasks, task_id, record, now)
+            outcome = self._call(
+                scripts.REAP,
+                record=records.record_key(task_id),
+                list=queue_list,
+                id=task_id,
+                now=now,
+                orphan_after_ms=orphan_after_ms,
+                message=message,
+                slack_ms=ORPHAN_SLACK_MS,
             )
             requeued += outcome == b"requeued"
         return requeued
 
     def move_due(self, limit: int = 500) -> int:
-        return int(self._script("move_due")(args=[now_ms(), limit]))
+        return int(self._call(scripts.MOVE_DUE, now=now_ms(), limit=limit))
 
-    def trim(self, index_keys: list[str]) -> int:
+    def trim(self, indexes: list[str]) -> int:
         cutoff = now_ms() - self.settings.tombstone_ttl_seconds * 1000
-        return int(self._script("trim")(keys=index_keys, args=[cutoff, TRIM_BUDGET]))
+        return int(self._call(scripts.TRIM, indexes=indexes, cutoff=cutoff, budget=TRIM_BUDGET))
+
+
+@cache
+def worker_records() -> WorkerRecords:
+    """This process's records client (one per process; see WorkerRecords)."""
+    return WorkerRecords(get_settings())
 
 
 def _str(value: bytes | str | int) -> str:

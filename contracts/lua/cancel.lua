@@ -1,15 +1,18 @@
--- KEYS: record. ARGV: id now record_ttl. Returns {outcome, state before}.
-local rec, id = KEYS[1], ARGV[1]
-local state = redis.call('HGET', rec, 'state')
+-- KEYS: record
+-- ARGV: id now ttl
+-- Returns {outcome, state before}: 'revoked' (also for a task already revoked, so that a
+-- cancel sent twice answers the same), 'terminal' (it ended otherwise), 'expired' or 'missing'.
+local state = redis.call('HGET', record, F.state)
 if not state then
-  if redis.call('ZSCORE', TASKS, id) then return {'expired', ''} end
+  if redis.call('ZSCORE', K.tasks, id) then return {'expired', ''} end
   return {'missing', ''}
 end
+if state == S.REVOKED then return {'revoked', state} end
 if TERMINAL[state] then return {'terminal', state} end
-set_state(rec, id, 'REVOKED')
-redis.call('HSET', rec, 'finished_at', ARGV[2])
-redis.call('HDEL', rec, 'lease_until')
-redis.call('EXPIRE', rec, ARGV[3])
-redis.call('ZREM', DELAYED, id)
-redis.call('HDEL', DELAYED_MSG, id)
+set_state(record, id, S.REVOKED)
+redis.call('HSET', record, F.finished_at, now)
+redis.call('HDEL', record, F.lease_until)
+redis.call('EXPIRE', record, ttl)
+redis.call('ZREM', K.delayed, id)
+redis.call('HDEL', K.delayed_messages, id)
 return {'revoked', state}

@@ -1,11 +1,16 @@
--- KEYS: record. ARGV: id list payload now. Back to PENDING with a fresh delivery count (and, like
--- every waiting task, no TTL).
-local rec, id = KEYS[1], ARGV[1]
-if not redis.call('ZSCORE', DEADLETTER, id) then return 'missing' end
-redis.call('ZREM', DEADLETTER, id)
-set_state(rec, id, 'PENDING')
-redis.call('HSET', rec, 'deliveries', 0, 'queued_at', ARGV[4])
-redis.call('HDEL', rec, 'finished_at', 'error_type', 'error_message', 'traceback', 'lease_until')
-redis.call('PERSIST', rec)
-enqueue(id, ARGV[2], ARGV[3], 0)
+-- KEYS: record
+-- ARGV: id list message now token
+-- Back to PENDING with a fresh delivery count (and, like every waiting task, no TTL).
+if not redis.call('ZSCORE', K.deadletter, id) then
+  -- Sent again after a client timeout: the first sending requeued it.
+  if token ~= '' and redis.call('HGET', record, F.call) == token then return 'requeued' end
+  return 'missing'
+end
+redis.call('ZREM', K.deadletter, id)
+set_state(record, id, S.PENDING)
+redis.call('HSET', record, F.deliveries, 0, F.queued_at, now, F.call, token)
+redis.call('HDEL', record, F.finished_at, F.error_type, F.error_message, F.traceback,
+  F.lease_until)
+redis.call('PERSIST', record)
+enqueue(id, list, message, 0)
 return 'requeued'

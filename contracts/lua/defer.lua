@@ -1,5 +1,7 @@
--- KEYS: record. ARGV: id list payload due. Parks a copy of a running task's message until
--- the running execution's lease ends; then the start script decides again.
-if redis.call('HGET', KEYS[1], 'state') ~= 'STARTED' then return 'gone' end
-enqueue(ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))
+-- KEYS: record
+-- ARGV: id list message due:n
+-- Parks a copy of a running task's message until the running execution's lease ends; then the
+-- start script decides again. Keyed by task id, so a re-sent call parks the same one copy.
+if redis.call('HGET', record, F.state) ~= S.STARTED then return 'gone' end
+enqueue(id, list, message, due)
 return 'deferred'

@@ -1,11 +1,13 @@
--- KEYS: the queue lists, in the order kombu's BRPOP would try them. ARGV: now (the worker's
--- clock, which kombu's restore compares the unacked_index scores with).
--- kombu fetches a message (BRPOP) and then records it as unacknowledged (a MULTI): two round
--- trips in the loop that sets a worker's pace, and a moment when a worker killed between them
--- has lost the message. Here both happen in one step. Returns {list, message, recorded}, or
--- nil when every list is empty (the worker then blocks in BRPOP, worker/broker.py). A message
--- without kombu's delivery fields is returned unrecorded, for kombu to handle as it would.
-for _, list in ipairs(KEYS) do
+-- KEYS: lists...
+-- ARGV: now
+-- The worker transport's fetch (worker/broker.py). kombu fetches a message (BRPOP) and then
+-- records it as unacknowledged (a MULTI): two round trips in the loop that sets a worker's pace,
+-- and a moment when a worker killed between them has lost the message. Here both happen in one
+-- step. `lists` come in the order kombu's BRPOP would try them; `now` is the worker's clock,
+-- which kombu's restore compares the unacked_index scores with. Returns {list, message,
+-- recorded}, or nil when every list is empty (the worker then blocks in BRPOP). A message without
+-- kombu's delivery fields is returned unrecorded, for kombu to handle as it would.
+for _, list in ipairs(lists) do
   local item = redis.call('RPOP', list)
   if item then
     local ok, message = pcall(cjson.decode, item)
@@ -15,12 +17,16 @@ for _, list in ipairs(KEYS) do
         or type(info.exchange) ~= 'string' or type(info.routing_key) ~= 'string' then
       return {list, item, 0}
     end
-    redis.call('ZADD', UNACKED_INDEX, ARGV[1], p.delivery_tag)
+    local tag = p.delivery_tag
+    redis.call('ZADD', K.unacked_index, now, tag)
     -- kombu's own layout ([message, exchange, routing_key]), with the message verbatim; cjson
-    -- escapes '/', which Python's json does not (queue_stats.lua matches the routing key).
+    -- escapes '/', which Python's json does not.
     local ex = cjson.encode(info.exchange):gsub('\\/', '/')
     local rk = cjson.encode(info.routing_key):gsub('\\/', '/')
-    redis.call('HSET', UNACKED, p.delivery_tag, '[' .. item .. ',' .. ex .. ',' .. rk .. ']')
+    redis.call('HSET', K.unacked, tag, '[' .. item .. ',' .. ex .. ',' .. rk .. ']')
+    local headers = type(message.headers) == 'table' and message.headers or {}
+    local id = type(headers.id) == 'string' and headers.id or ''
+    redis.call('HSET', K.inflight, tag, inflight_entry(info.routing_key, id))
     return {list, item, 1}
   end
 end

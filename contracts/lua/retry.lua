@@ -1,11 +1,13 @@
--- KEYS: record. ARGV: id delivery due list payload error_type error_message.
-local rec, id = KEYS[1], ARGV[1]
-local f = redis.call('HMGET', rec, 'state', 'delivery')
-if f[1] ~= 'STARTED' or f[2] ~= ARGV[2] then return f[1] or 'missing' end
-set_state(rec, id, 'RETRY')
-redis.call('HINCRBY', rec, 'retries', 1)
-redis.call('HSET', rec, 'deliveries', 0, 'due_at', ARGV[3], 'error_type', ARGV[6],
-  'error_message', ARGV[7])
-redis.call('HDEL', rec, 'lease_until')
-enqueue(id, ARGV[4], ARGV[5], tonumber(ARGV[3]))
-return 'RETRY'
+-- KEYS: record
+-- ARGV: id tag due:n list message error_type error_message
+-- The execution holding the lease failed transiently: the task waits in RETRY until `due`,
+-- then its new message is queued. Returns the state afterwards.
+local f = redis.call('HMGET', record, F.state, F.tag)
+if f[1] ~= S.STARTED or f[2] ~= tag then return f[1] or 'missing' end
+set_state(record, id, S.RETRY)
+redis.call('HINCRBY', record, F.retries, 1)
+redis.call('HSET', record, F.deliveries, 0, F.due_at, due, F.error_type, error_type,
+  F.error_message, error_message)
+redis.call('HDEL', record, F.lease_until)
+enqueue(id, list, message, due)
+return S.RETRY

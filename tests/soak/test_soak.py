@@ -129,7 +129,7 @@ def test_soak(make_stack: Callable[..., Stack], tmp_path: Path) -> None:
     submitted_in = time.monotonic() - started
 
     client = redis.Redis.from_url(stack.redis_url, socket_timeout=10)
-    terminal_keys = [records.index_keys("", s)[0] for s in ("SUCCESS", "FAILURE", "REVOKED")]
+    terminal_keys = [records.state_index(s) for s in ("SUCCESS", "FAILURE", "REVOKED")]
 
     def ended() -> int:
         try:
