@@ -34,7 +34,8 @@ SERIALIZER = "json"
 
 
 def visibility_margin(longest: int) -> float:
-    """Headroom between the longest hard time limit and the visibility timeout."""
+    """Headroom between the longest hard time limit and the visibility timeout (the chart
+    refuses the same values at install: kubetasks.validateTimeLimits in _helpers.tpl)."""
     return max(5.0, longest * 0.1)
 
 
