@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Collection
 from typing import Any
 
 import httpx
+
+from devstack.processes import Process, Stack
 
 TERMINAL = {"SUCCESS", "FAILURE", "REVOKED"}
 
@@ -75,3 +78,35 @@ def sample(samples: Samples, name: str, **labels: str) -> float:
     """Sum of the samples of `name` whose labels include `labels` (0 when there is none)."""
     wanted = set(labels.items())
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+
+
+def programmatic_worker(
+    stack: Stack, name: str, setup: str = "", *, wait_ready: bool = True, **env: str
+) -> Process:
+    """A worker started as Celery's API and test helpers start one (`app.WorkController`,
+    which `celery.contrib.testing.worker.start_worker` uses), not by the `celery worker` command:
+    no `celeryd_init` signal, no banner. `setup` runs first (test-only changes such as a task
+    implementation that raises). Waits until it is ready, unless told not to."""
+    state = stack.workdir / name
+    code = (
+        "import socket\n"
+        "from worker.app import app\n"
+        "app.log.setup(loglevel='INFO')\n"
+        f"{setup}\n"
+        f"worker = app.WorkController(hostname='{name}@' + socket.gethostname(),"
+        " pool_cls='prefork', concurrency=2, without_mingle=True, without_gossip=True)\n"
+        "worker.start()\n"
+        "raise SystemExit(worker.exitcode)\n"
+    )
+    worker_env = stack.env(
+        KUBETASKS_WORKER_HEARTBEAT_FILE=str(state / "heartbeat"),
+        KUBETASKS_WORKER_READY_FILE=str(state / "ready"),
+        KUBETASKS_WORKER_METRICS_PORT="0",
+        PROMETHEUS_MULTIPROC_DIR=str(state / "metrics"),
+        **env,
+    )
+    process = stack._launch(name, [sys.executable, "-c", code], worker_env)
+    if wait_ready:
+        wait_for(lambda: (state / "ready").exists() or not process.alive(), 30, f"{name} ready")
+        assert process.alive(), process.output()[-3000:]
+    return process

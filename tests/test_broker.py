@@ -20,7 +20,7 @@ from kombu.messaging import Consumer
 
 from contracts.catalogue import TASKS
 from contracts.messages import build_message
-from contracts.records import State
+from contracts.records import State, queue_lists
 from contracts.settings import Settings
 from devstack.processes import Stack
 from tests.helpers import ApiClient, wait_for
@@ -265,3 +265,29 @@ def test_every_other_ending_leaves_no_message_unacknowledged(stack: Stack, api: 
     assert api.delete(f"/tasks/{running}").status_code == 200
     wait_for(lambda: r.hlen("unacked") == 0, 10, "the cancelled task's message to be acknowledged")
     assert r.zcard("unacked_index") == 0
+
+
+def test_every_unacknowledged_message_has_an_inflight_entry_until_it_leaves(
+    redis_only: tuple[Stack, redis.Redis],
+) -> None:
+    """The entries let /queues, the metrics and the reaper count in-flight work without reading
+    messages; kombu's own MULTI path (an idle worker woken) keeps them as fetch.lua does, and
+    every way a message leaves `unacked` drops its entry."""
+    stack, r = redis_only
+    _queue(r, 2)  # a backlog: fetch.lua
+    with _consumer(stack) as consumer:
+        fetched = consumer.receive(2)
+        with pytest.raises(TimeoutError):
+            consumer.conn.drain_events(timeout=0.3)  # type: ignore[no-untyped-call]
+        _queue(r, 1, first=2)  # wakes the BRPOP: kombu's MULTI
+        woken = consumer.receive(1)
+        for message in [*fetched, *woken]:
+            entry = r.hget("kt:inflight", message.delivery_tag)
+            assert entry == f"default {message.headers['id']}".encode()
+        acked, rejected, requeued = [*fetched, *woken]
+        acked.ack()
+        rejected.reject(requeue=False)
+        requeued.reject(requeue=True)
+        assert r.hlen("kt:inflight") == 0 and r.hlen("unacked") == 0
+        back = sum(int(r.llen(key)) for key in queue_lists(TASKS["sleep"].queue))
+        assert back == 1  # the requeued one

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
+from contracts import records
 from devstack.processes import ROOT, Stack
 from tests.conftest import client_for
-from tests.helpers import ApiClient, wait_for
+from tests.helpers import ApiClient, programmatic_worker, wait_for
 
 
 def _kill_each_attempt(api: ApiClient, task_id: str, attempts: int) -> None:
@@ -68,6 +70,53 @@ def test_killed_pool_process_is_redelivered_and_counted(make_stack: Callable[...
         done = api.wait_task(task_id, timeout=30)
         assert done["state"] == "SUCCESS"
         assert done["attempts"] == 2
+
+
+def test_a_task_raising_a_redis_error_of_its_own_fails_once(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """Only an outage of the records' Redis puts a message back; a task's own Redis errors are
+    its failures (they used to requeue it forever)."""
+    stack = make_stack()
+    stack.start_redis()
+    stack.start_api()
+    setup = (
+        "import redis\n"
+        "from worker.registry import IMPLEMENTATIONS\n"
+        "def broken(args, ctx):\n"
+        "    raise redis.ConnectionError('the task cache is down')\n"
+        "IMPLEMENTATIONS['flaky'] = broken\n"
+    )
+    programmatic_worker(stack, "own-errors", setup=setup)
+    with client_for(stack) as api:
+        view = api.wait_task(api.submit("flaky", {"failures": 0}))
+    assert view["state"] == "FAILURE", view
+    assert view["error"] == {
+        "type": "ConnectionError", "message": "the task cache is down", "traceback": None,
+    }  # fmt: skip
+    assert view["attempts"] == 1
+
+
+def test_a_record_script_error_fails_the_task_instead_of_requeueing_it(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack()
+    stack.start_redis()
+    stack.start_api()
+    with client_for(stack) as api:
+        task_id = api.submit("sleep", {"seconds": 0})
+        r = redis.Redis.from_url(stack.redis_url)
+        r.hset(records.record_key(task_id), records.Field.DELIVERIES, "damaged")
+        worker = stack.start_worker()
+        view = api.wait_task(task_id)
+        assert view["state"] == "FAILURE", view
+        assert view["error"]["type"] == "RecordScriptError"
+        assert view["error"]["message"].startswith("start.lua:")
+        assert view["attempts"] == 0
+        # Acknowledged, not redelivered: the worker runs the next task.
+        assert api.wait_task(api.submit("sleep", {"seconds": 0}))["state"] == "SUCCESS"
+    assert r.hlen(records.UNACKED) == 0
+    assert worker.output().count(f"task {task_id} failed in a record script") == 1
 
 
 def test_worker_refuses_a_visibility_timeout_shorter_than_a_time_limit(
