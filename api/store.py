@@ -164,9 +164,14 @@ class TaskStore:
         if fields:
             return _text(fields)
         # Only a miss looks for the tombstone that tells an expired task from an unknown one.
-        if await self.redis.zscore(records.TASKS_INDEX, task_id) is not None:
-            raise TaskExpired(task_id)
-        raise TaskNotFound(task_id)
+        if await self.redis.zscore(records.TASKS_INDEX, task_id) is None:
+            raise TaskNotFound(task_id)
+        # A task a Celery producer queued itself has its id before its record: the record may
+        # have been written between the two reads (worker.adoption).
+        fields = await self.redis.hgetall(key)  # type: ignore[assignment]
+        if fields:
+            return _text(fields)
+        raise TaskExpired(task_id)
 
     async def cancel(self, task_id: str) -> tuple[CancelOutcome, State | None]:
         """Revoke a waiting or running task; returns the outcome and the state it was in."""

@@ -67,6 +67,8 @@ state_index = KeyTemplate("kt:tasks:state:{state}")
 name_index = KeyTemplate("kt:tasks:name:{name}")
 name_state_index = KeyTemplate("kt:tasks:name:{name}:state:{state}")
 inflight_entry = KeyTemplate("{queue} {id}")  # queue names have no spaces; ids may
+# Celery's own result, written for tasks a Celery producer queued itself (Field.CELERY_RESULT).
+celery_result_key = KeyTemplate("celery-task-meta-{id}")
 
 FIXED_KEYS = {
     "tasks": TASKS_INDEX,
@@ -86,6 +88,7 @@ KEY_TEMPLATES = {
     "name_index": name_index,
     "name_state_index": name_state_index,
     "inflight_entry": inflight_entry,
+    "celery_result_key": celery_result_key,
 }
 
 
@@ -136,6 +139,9 @@ class Field:
     # Token of the last call that changed the record and cannot simply run twice: a call the
     # client re-sends after a timeout finds its own token and answers as it did the first time.
     CALL = "call"
+    # Set (to the result's TTL, s) for a task a Celery producer queued itself: its end is also
+    # written as Celery's own result, for the producer's AsyncResult (contracts/lua/adopt.lua).
+    CELERY_RESULT = "celery_result"
 
 
 FIELDS = {

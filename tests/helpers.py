@@ -44,6 +44,12 @@ class ApiClient(httpx.Client):
             view = self.task(task_id)
         return view
 
+    def wait_known(self, task_id: str, timeout: float = 10) -> dict[str, Any]:
+        """Wait until the task exists (one a Celery producer queued gets its record when a
+        worker receives it); its first view."""
+        wait_for(lambda: self.get(f"/tasks/{task_id}").status_code == 200, timeout, task_id)
+        return self.task(task_id)
+
     def queue(self, name: str) -> dict[str, Any]:
         queues = self.get("/queues").json()["queues"]
         found: dict[str, Any] = next(q for q in queues if q["name"] == name)

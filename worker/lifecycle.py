@@ -107,6 +107,7 @@ class RecordedTask(Task):  # type: ignore[misc]
 
     spec: ClassVar[TaskSpec]
     Request = "worker.lifecycle:RecordedRequest"
+    Strategy = "worker.adoption:strategy"  # a Celery producer's own messages are taken in
     typing = False
 
     def __call__(self, args: dict[str, Any]) -> Any:
@@ -121,7 +122,7 @@ class RecordedTask(Task):  # type: ignore[misc]
         except RecordScriptError as exc:
             log.error("task %s failed in a record script: %s", self.request.id, exc)
             try:
-                worker_records().abandon(self.request.id, tag, exc)
+                worker_records().abandon(self.request.id, tag, type(exc).__name__, str(exc))
             except (RecordsUnavailable, RecordScriptError):
                 log.exception("task %s: its record could not be ended either", self.request.id)
             raise  # a failure: Celery acknowledges the message, which is not redelivered

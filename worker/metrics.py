@@ -44,6 +44,12 @@ QUEUE_WAIT = Histogram(
     LABELS,
     buckets=DURATION_BUCKETS,
 )
+REJECTED = Counter(
+    "kubetasks_tasks_rejected",
+    "Messages from Celery producers refused before running, by reason: unknown_task,"
+    " invalid_arguments.",
+    ["reason"],
+)
 IN_PROGRESS = Gauge(
     "kubetasks_worker_tasks_in_progress",
     "Executions running now.",

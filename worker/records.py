@@ -187,8 +187,8 @@ class WorkerRecords:
             )
         )
 
-    def abandon(self, task_id: str, tag: str, error: RecordScriptError) -> str:
-        """End the task as FAILURE with a script's error, whoever holds it (abandon.lua)."""
+    def abandon(self, task_id: str, tag: str, error_type: str, error_message: str) -> str:
+        """End the task as FAILURE, whoever holds it (abandon.lua)."""
         return _str(
             self._call(
                 scripts.ABANDON,
@@ -197,8 +197,47 @@ class WorkerRecords:
                 tag=tag,
                 now=now_ms(),
                 ttl=self.settings.record_ttl_seconds,
-                error_type=type(error).__name__,
-                error_message=str(error)[:2000],
+                error_type=error_type,
+                error_message=error_message[:2000],
+            )
+        )
+
+    def adopt(
+        self,
+        task_id: str,
+        *,
+        name: str,
+        queue: str,
+        priority: int,
+        args: str,
+        now: int,
+        due: int,
+        queue_list: str,
+        message: bytes,
+        tag: str,
+        known: bool,
+        error_type: str,
+        error_message: str,
+    ) -> str:
+        """Take in a task a Celery producer queued itself (adopt.lua; worker.adoption)."""
+        return _str(
+            self._call(
+                scripts.ADOPT,
+                record=records.record_key(task_id),
+                id=task_id,
+                name=name,
+                queue=queue,
+                priority=priority,
+                args=args,
+                now=now,
+                due=due,
+                list=queue_list,
+                message=message,
+                tag=tag,
+                error_type=error_type,
+                error_message=error_message,
+                known=int(known),
+                ttl=self.settings.record_ttl_seconds,
             )
         )
 

@@ -1,5 +1,5 @@
 -- KEYS: record
--- ARGV: id tag now ttl error_type error_message
+-- ARGV: id tag now:n ttl error_type error_message
 -- Ends a task as FAILURE whatever delivery holds it, for the one case the other scripts cannot
 -- handle: one of them raised an error on this task's record (a Lua error, not an outage), and the
 -- task must end with that error instead of being redelivered into it forever. So it reads only
@@ -15,4 +15,6 @@ redis.call('HSET', record, F.state, S.FAILURE, F.finished_at, now, F.error_type,
   F.error_message, error_message)
 redis.call('HDEL', record, F.lease_until, F.call)
 redis.call('EXPIRE', record, ttl)
+celery_result(redis.call('HGET', record, F.celery_result), id, S.FAILURE, now, nil, error_type,
+  error_message)
 return state

@@ -1,5 +1,5 @@
 -- KEYS: record
--- ARGV: id now ttl
+-- ARGV: id now:n ttl
 -- Returns {outcome, state before}: 'revoked' (also for a task already revoked, so that a
 -- cancel sent twice answers the same), 'terminal' (it ended otherwise), 'expired' or 'missing'.
 local state = redis.call('HGET', record, F.state)
@@ -15,4 +15,6 @@ redis.call('HDEL', record, F.lease_until)
 redis.call('EXPIRE', record, ttl)
 redis.call('ZREM', K.delayed, id)
 redis.call('HDEL', K.delayed_messages, id)
+celery_result(redis.call('HGET', record, F.celery_result), id, S.REVOKED, now, nil,
+  'TaskRevokedError', 'cancelled')
 return {'revoked', state}

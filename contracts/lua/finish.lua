@@ -1,5 +1,5 @@
 -- KEYS: record
--- ARGV: id tag state now ttl result error_type error_message traceback
+-- ARGV: id tag state now:n ttl result error_type error_message traceback
 -- Ends the execution that holds the lease (the delivery `tag`) as SUCCESS or FAILURE; a cancel
 -- that came first stands. Returns the task's state afterwards. The message is acknowledged here,
 -- whatever the outcome, as Celery then would: a record never ends while its message can still be
@@ -8,7 +8,7 @@
 -- acknowledged too and its record left as it is: Celery would acknowledge it anyway (Ignore).
 -- Sent twice (a client timeout), the second finds the state the first left, and says so.
 ack(tag)
-local f = redis.call('HMGET', record, F.state, F.tag, F.name, F.submitted_at)
+local f = redis.call('HMGET', record, F.state, F.tag, F.name, F.submitted_at, F.celery_result)
 if f[1] ~= S.STARTED or f[2] ~= tag then return f[1] or 'missing' end
 reindex(id, f[3], f[4], S.STARTED, state)
 if state == S.SUCCESS then
@@ -22,4 +22,5 @@ else
   redis.call('HDEL', record, F.lease_until, F.call)
 end
 redis.call('EXPIRE', record, ttl)
+celery_result(f[5], id, state, now, result, error_type, error_message)
 return state

@@ -23,13 +23,15 @@ end
 local deliveries = tonumber(f[3] or '0') + 1
 if deliveries > max_deliveries + 1 then
   set_state(record, id, S.FAILURE)
+  local why = 'delivered ' .. (deliveries - 1) .. ' times without finishing (the worker ' ..
+    'process died each time); moved to the dead-letter list'
   redis.call('HSET', record, F.deliveries, deliveries, F.finished_at, now,
-    F.error_type, 'DeadLettered', F.error_message,
-    'delivered ' .. (deliveries - 1) .. ' times without finishing (the worker process died ' ..
-    'each time); moved to the dead-letter list')
+    F.error_type, 'DeadLettered', F.error_message, why)
   redis.call('HDEL', record, F.lease_until)
   redis.call('ZADD', K.deadletter, now, id)
   redis.call('EXPIRE', record, dead_ttl)
+  celery_result(redis.call('HGET', record, F.celery_result), id, S.FAILURE, now, nil,
+    'DeadLettered', why)
   return {'deadletter', deliveries - 1}
 end
 local attempts = tonumber(f[4] or '0') + 1

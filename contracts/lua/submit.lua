@@ -17,12 +17,6 @@ if idem ~= '' then
   redis.call('SET', idempotency_key(idem), id, 'EX', idem_ttl)
   redis.call('HSET', record, F.idempotency_key, idem)
 end
-redis.call('HSET', record, F.name, name, F.queue, queue, F.priority, priority, F.args, args,
-  F.state, S.PENDING, F.submitted_at, now, F.attempts, 0, F.retries, 0, F.deliveries, 0)
-if due > 0 then redis.call('HSET', record, F.due_at, due) end
-redis.call('ZADD', K.tasks, now, id)
-redis.call('ZADD', name_index(name), now, id)
-redis.call('ZADD', state_index(S.PENDING), now, id)
-redis.call('ZADD', name_state_index(name, S.PENDING), now, id)
+create_record(record, id, name, queue, priority, args, now, due, S.PENDING, true)
 enqueue(id, list, message, due)
 return {'created', id}
