@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,8 +20,8 @@ import redis
 
 from contracts import records
 from devstack.processes import ROOT, Process, Stack
-from tests.conftest import client_for
-from tests.helpers import sample, scrape, wait_for
+from tests.conftest import FAST_ENV, client_for
+from tests.helpers import programmatic_worker, sample, scrape, wait_for
 
 # Short limits so the visibility timeout (and so redelivery after a crash) is seconds away.
 SHORT_VISIBILITY = {
@@ -204,6 +205,42 @@ def test_heartbeat_stays_fresh_during_a_long_task_and_stops_when_frozen(
         finally:
             worker.send(signal.SIGCONT)
         wait_for(lambda: probe("live"), 15, "liveness to come back")
+
+
+def test_a_worker_whose_consumer_stopped_fails_liveness_and_its_successor_runs_the_work(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """The consumer's loop hangs in an acknowledgement (as kombu's did when Redis died in the
+    middle of one) while the process and its heartbeat thread live on: the liveness probe must
+    fail within the heartbeat max age, so that Kubernetes replaces the worker."""
+    stack = make_stack()
+    stack.start_redis()
+    stack.start_api()
+    setup = (
+        "import threading, worker.broker\n"
+        "worker.broker.QoS.ack = lambda *_: threading.Event().wait()"
+    )
+    hung = programmatic_worker(stack, "hung", setup=setup)
+    env = stack.env(KUBETASKS_WORKER_HEARTBEAT_FILE=str(stack.workdir / "hung" / "heartbeat"))
+    max_age = float(FAST_ENV["KUBETASKS_WORKER_HEARTBEAT_MAX_AGE_SECONDS"])
+
+    def live() -> bool:
+        probe = [sys.executable, "-m", "worker.probe", "live"]
+        return subprocess.run(probe, cwd=ROOT, env=env, timeout=30).returncode == 0
+
+    with client_for(stack) as api:
+        assert live()
+        first = api.submit("sleep", {"seconds": 0})
+        assert api.wait_task(first)["state"] == "SUCCESS"  # then its ack hangs the loop
+        stopped = time.monotonic()
+        wait_for(lambda: not live(), max_age + 2, "liveness to fail")
+        assert time.monotonic() - stopped <= max_age + 1.5  # a tick and a beat of slack
+        assert hung.alive()
+
+        hung.stop(signal.SIGKILL)  # what the kubelet does after the probe failed
+        stack.start_worker("successor")
+        assert api.wait_task(api.submit("sleep", {"seconds": 0}))["state"] == "SUCCESS"
+        assert api.task(first)["attempts"] == 1
 
 
 def test_worker_restart_starts_its_counters_from_zero(make_stack: Callable[..., Stack]) -> None:

@@ -25,7 +25,7 @@ from contracts.catalogue import PRIORITY_STEPS, QUEUES, TASKS, longest_time_limi
 from contracts.settings import Settings, get_settings
 from worker import metrics
 from worker.broker import TRANSPORT, ConfigurationError, TransportCheck, check_transport_options
-from worker.housekeeping import Housekeeping
+from worker.housekeeping import ConsumerLoopPulse, Housekeeping
 from worker.lifecycle import RecordedTask
 from worker.records import worker_records
 from worker.registry import IMPLEMENTATIONS
@@ -124,6 +124,7 @@ def create_app(settings: Settings) -> Celery:
         )(_unused_run)
     app.steps["worker"].add(Housekeeping)
     app.steps["consumer"].add(TransportCheck)
+    app.steps["consumer"].add(ConsumerLoopPulse)
     return app
 
 

@@ -1,9 +1,11 @@
 """Threads of the worker's main process: heartbeat and readiness, and the delayed-task mover.
 
-The heartbeat file tells Kubernetes the process is alive (it keeps beating while a task runs,
-even in a single-process pool, and stops when the process is frozen); the ready file says the
-worker reaches Redis. Losing Redis makes the worker unready, never unalive, so a Redis outage
-does not become a restart storm.
+The heartbeat file tells Kubernetes the worker is alive: its time is when the consumer's event
+loop last ran (`LoopPulse`, a timer in that loop), so a worker whose consumer stopped or hung
+fails its liveness probe even while this thread still runs. Time with Redis unreachable, or with
+a task running in a single-process pool (which holds the loop), counts as running: losing Redis
+makes the worker unready, never unalive, so a Redis outage does not become a restart storm. The
+ready file says the worker reaches Redis.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 import orjson
 import redis
 from celery import bootsteps
+from celery.concurrency.solo import TaskPool as SoloPool
+from celery.worker import state as worker_state
 
 from contracts import records
 from contracts.catalogue import TASKS
@@ -30,15 +34,59 @@ TRIM_EVERY_SECONDS = 60.0
 REAP_EVERY_SECONDS = 60.0
 
 
-def _touch(path: Path) -> None:
+def _touch(path: Path, at: float | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
+    if at is not None:
+        os.utime(path, (at, at))
+
+
+class LoopPulse:
+    """When the consumer's event loop last ran (wall clock), or was excused from running."""
+
+    def __init__(self) -> None:
+        self.last = time.time()
+
+    def touch(self) -> None:
+        self.last = time.time()
+
+
+PULSE = LoopPulse()
+
+
+class ConsumerLoopPulse(bootsteps.StartStopStep):  # type: ignore[misc]
+    """A timer in the consumer's event loop that touches the pulse (consumer blueprint)."""
+
+    requires = ("celery.worker.consumer.connection:Connection",)
+
+    def __init__(self, consumer: Any, **kwargs: Any) -> None:
+        super().__init__(consumer, **kwargs)
+        self.timer_entry: Any = None
+
+    def start(self, consumer: Any) -> None:
+        PULSE.touch()
+        interval = get_settings().worker_heartbeat_interval_seconds
+        self.timer_entry = consumer.timer.call_repeatedly(interval, PULSE.touch)
+
+    def stop(self, consumer: Any) -> None:
+        if self.timer_entry is not None:
+            self.timer_entry.cancel()
+            self.timer_entry = None
 
 
 class Heartbeat:
-    def __init__(self, settings: Settings, hostname: str, queues: list[str], concurrency: int):
+    def __init__(
+        self,
+        settings: Settings,
+        hostname: str,
+        queues: list[str],
+        concurrency: int,
+        *,
+        loop_held_by_tasks: bool,
+    ):
         self.settings = settings
         self.hostname = hostname
+        self.loop_held_by_tasks = loop_held_by_tasks
         self.description = orjson.dumps(
             {"hostname": hostname, "queues": queues, "concurrency": concurrency, "pid": os.getpid()}
         )
@@ -48,7 +96,15 @@ class Heartbeat:
         )
 
     def beat(self) -> None:
-        _touch(self.settings.worker_heartbeat_file)
+        reachable = self._register()
+        if not reachable or (self.loop_held_by_tasks and worker_state.active_requests):
+            PULSE.touch()  # the loop is excused: waiting for Redis, or running the task
+        _touch(self.settings.worker_heartbeat_file, at=PULSE.last)
+        if reachable:
+            _touch(self.settings.worker_ready_file)
+
+    def _register(self) -> bool:
+        """Enter this worker in the registry behind /queues; False when Redis is unreachable."""
         client = self.client
         try:
             max_age = self.settings.worker_heartbeat_max_age_seconds
@@ -64,8 +120,8 @@ class Heartbeat:
         except redis.RedisError as exc:
             log.warning("Redis unreachable, worker not ready: %s", exc)
             self.settings.worker_ready_file.unlink(missing_ok=True)
-            return
-        _touch(self.settings.worker_ready_file)
+            return False
+        return True
 
     def leave(self) -> None:
         self.settings.worker_ready_file.unlink(missing_ok=True)
@@ -100,7 +156,13 @@ class Housekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
     def start(self, worker: Any) -> None:
         settings = get_settings()
         queues = sorted(q.name for q in worker.app.amqp.queues.consume_from.values())
-        self.heartbeat = Heartbeat(settings, worker.hostname, queues, worker.concurrency)
+        self.heartbeat = Heartbeat(
+            settings,
+            worker.hostname,
+            queues,
+            worker.concurrency,
+            loop_held_by_tasks=isinstance(worker.pool, SoloPool),
+        )
         self._spawn("heartbeat", settings.worker_heartbeat_interval_seconds, self.heartbeat.beat)
         self._spawn("delayed-mover", settings.scheduler_interval_seconds, self._move)
         self._spawn("index-trim", TRIM_EVERY_SECONDS, self._trim)
