@@ -23,13 +23,15 @@ def main() -> int:
 
     options.workdir.mkdir(parents=True, exist_ok=True)
     flower_auth = os.environ.get("FLOWER_BASIC_AUTH") or f"admin:{secrets.token_urlsafe(12)}"
+    # The developer's KUBETASKS_* settings configure make run; nothing else of the shell does.
+    settings = {name: v for name, v in os.environ.items() if name.startswith("KUBETASKS_")}
     stack = Stack(
         workdir=options.workdir,
         redis_port=free_port(),
         api_port=options.api_port,
         flower_port=options.flower_port,
         flower_auth=flower_auth,
-        api_key=os.environ.get("KUBETASKS_API_KEY"),
+        extra_env=settings,
         console=True,
     )
     stopping = threading.Event()

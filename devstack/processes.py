@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -16,6 +17,21 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# All a child takes from the parent's environment: where programs, the home directory, the
+# locale and temporary files are. Anything else, an exported KUBETASKS_API_KEY above all, would
+# reach every test stack.
+INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+             "VIRTUAL_ENV")  # fmt: skip
+INHERITED_PREFIXES = ("LC_",)
+
+
+def inherited_env() -> dict[str, str]:
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name in INHERITED or name.startswith(INHERITED_PREFIXES)
+    }
 
 
 def free_port() -> int:
@@ -86,6 +102,11 @@ class Process:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def tail(self) -> str:
+        if not self.log.exists():
+            return "(its output went to the terminal)"
+        return self.output()[-3000:]
+
 
 @dataclass
 class Stack:
@@ -114,27 +135,46 @@ class Stack:
         return f"http://127.0.0.1:{self.flower_port}/flower"
 
     def env(self, **overrides: str) -> dict[str, str]:
+        """A child's whole environment: the inherited basics, extra_env, the stack's settings."""
         env = {
-            **os.environ,
+            **inherited_env(),
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
-            "KUBETASKS_REDIS_URL": self.redis_url,
             **self.extra_env,
-            **overrides,
+            "KUBETASKS_REDIS_URL": self.redis_url,
         }
         if self.api_key:
             env["KUBETASKS_API_KEY"] = self.api_key
-        return env
+        return {**env, **overrides}
 
     def _launch(self, name: str, argv: list[str], env: dict[str, str]) -> Process:
         log = self.workdir / f"{name}.log"
-        out = None if self.console else log.open("ab")
-        popen = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None
-        )
+        with contextlib.ExitStack() as files:
+            out = None if self.console else files.enter_context(log.open("ab"))
+            popen = subprocess.Popen(
+                argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None
+            )
         process = Process(name, popen, log)
         self.processes.append(process)
         return process
+
+    def _await(
+        self, process: Process, ready: Callable[[], bool], timeout: float, what: str
+    ) -> None:
+        """Wait until `ready`; fail as soon as the process died, with the end of its output."""
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if not process.alive():
+                raise RuntimeError(
+                    f"{process.name} exited with code {process.popen.returncode} while "
+                    f"starting:\n{process.tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"gave up after {timeout} s waiting for {what}; {process.name} wrote:\n"
+                    f"{process.tail()}"
+                )
+            time.sleep(0.05)
 
     def start_redis(self, *, appendonly: bool = False, timeout: float = 10) -> Process:
         data = self.workdir / "redis"
@@ -149,8 +189,8 @@ class Stack:
             "--appendfsync", "always" if appendonly else "everysec",
             "--maxmemory-policy", "noeviction",
         ]  # fmt: skip
-        process = self._launch("redis", argv, dict(os.environ))
-        wait_until(lambda: self._redis_answers(), timeout, "redis-server to answer")
+        process = self._launch("redis", argv, inherited_env())
+        self._await(process, self._redis_answers, timeout, "redis-server to answer")
         return process
 
     def _redis_answers(self) -> bool:
@@ -168,7 +208,7 @@ class Stack:
             "--timeout-graceful-shutdown", "10", "--no-access-log",
         ]  # fmt: skip
         process = self._launch("api", argv, self.env(**env))
-        wait_until(lambda: http_ok(f"{self.api_url}/livez"), timeout, "the API /livez")
+        self._await(process, lambda: http_ok(f"{self.api_url}/livez"), timeout, "the API /livez")
         return process
 
     def start_worker(
@@ -183,12 +223,13 @@ class Stack:
         **env: str,
     ) -> Process:
         state = self.workdir / name
+        ready = state / "ready"
         metrics_port = free_port()
         worker_env = {
             "REMAP_SIGTERM": "SIGQUIT",
             "PROMETHEUS_MULTIPROC_DIR": str(state / "metrics"),
             "KUBETASKS_WORKER_HEARTBEAT_FILE": str(state / "heartbeat"),
-            "KUBETASKS_WORKER_READY_FILE": str(state / "ready"),
+            "KUBETASKS_WORKER_READY_FILE": str(ready),
             "KUBETASKS_WORKER_METRICS_PORT": str(metrics_port),
             **env,
         }
@@ -201,13 +242,11 @@ class Stack:
         ]  # fmt: skip
         if concurrency is not None:  # else KUBETASKS_WORKER_CONCURRENCY decides
             argv += ["--concurrency", str(concurrency)]
+        ready.unlink(missing_ok=True)  # left behind by a worker that was killed
         process = self._launch(name, argv, self.env(**worker_env))
         process.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         if wait_ready:
-            ready = state / "ready"
-            wait_until(lambda: ready.exists() or not process.alive(), timeout, f"{name} ready")
-            if not process.alive():
-                raise RuntimeError(f"{name} exited at start:\n{process.output()[-3000:]}")
+            self._await(process, ready.exists, timeout, f"{name} ready")
         return process
 
     def start_flower(self, *, timeout: float = 30) -> Process:
@@ -222,9 +261,8 @@ class Stack:
         )
         (state / "metrics").mkdir(parents=True, exist_ok=True)
         process = self._launch("flower", argv, env)
-        wait_until(
-            lambda: http_ok(f"{self.flower_url}/healthcheck"), timeout, "Flower /healthcheck"
-        )
+        healthy = f"{self.flower_url}/healthcheck"
+        self._await(process, lambda: http_ok(healthy), timeout, "Flower /healthcheck")
         return process
 
     def stop_all(self, timeout: float = 30) -> None:
