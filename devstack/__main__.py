@@ -11,13 +11,13 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from devstack.processes import ROOT, Stack, free_port
+from devstack.processes import ROOT, Stack
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
-    parser.add_argument("--api-port", type=int, default=8000)
-    parser.add_argument("--flower-port", type=int, default=5555)
+    parser.add_argument("--api-port", type=int, default=8000, help="0: any free port")
+    parser.add_argument("--flower-port", type=int, default=5555, help="0: any free port")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".run")
     options = parser.parse_args()
 
@@ -25,15 +25,18 @@ def main() -> int:
     flower_auth = os.environ.get("FLOWER_BASIC_AUTH") or f"admin:{secrets.token_urlsafe(12)}"
     # The developer's KUBETASKS_* settings configure make run; nothing else of the shell does.
     settings = {name: v for name, v in os.environ.items() if name.startswith("KUBETASKS_")}
-    stack = Stack(
-        workdir=options.workdir,
-        redis_port=free_port(),
-        api_port=options.api_port,
-        flower_port=options.flower_port,
-        flower_auth=flower_auth,
-        extra_env=settings,
-        console=True,
-    )
+    try:
+        stack = Stack(
+            workdir=options.workdir,
+            api_port=options.api_port,
+            flower_port=options.flower_port,
+            flower_auth=flower_auth,
+            extra_env=settings,
+            console=True,
+        )
+    except OSError as exc:
+        print(f"cannot listen on 127.0.0.1:{options.api_port}: {exc.strerror}", file=sys.stderr)
+        return 1
     stopping = threading.Event()
 
     def stop(signum: int, _: FrameType | None) -> None:

@@ -1,8 +1,10 @@
-"""devstack's Stack: what its children inherit, how a start fails, which files stay open."""
+"""devstack's Stack: what its children inherit, how they get their ports, how a start fails."""
 
 from __future__ import annotations
 
 import gc
+import itertools
+import socket
 import time
 import warnings
 from collections.abc import Callable
@@ -11,8 +13,10 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import redis
 
-from devstack.processes import Stack
+from devstack import processes
+from devstack.processes import Stack, listener
 
 
 def test_an_exported_api_key_does_not_reach_a_test_stack(
@@ -23,6 +27,60 @@ def test_an_exported_api_key_does_not_reach_a_test_stack(
     stack.start_redis()
     stack.start_api()
     assert httpx.get(f"{stack.api_url}/tasks", timeout=5).status_code == 200
+
+
+def test_the_api_port_is_held_from_the_start_and_served_from_that_socket(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack()
+    with socket.socket() as other, pytest.raises(OSError):
+        other.bind(("127.0.0.1", stack.api_port))
+    stack.start_redis()
+    stack.start_api()
+    assert httpx.get(f"{stack.api_url}/livez", timeout=5).status_code == 200
+
+
+def test_redis_moves_off_a_picked_port_taken_before_it_binds(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack()
+    picked = stack.redis_port
+    with listener(picked):  # another process got there first
+        stack.start_redis()
+        assert stack.redis_port != picked
+        assert redis.Redis.from_url(stack.redis_url, socket_timeout=5).ping()
+    assert [p.name for p in stack.processes] == ["redis"]
+
+
+def test_flower_moves_off_a_picked_port_taken_before_it_binds(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack()
+    stack.start_redis()
+    picked = stack.flower_port
+    with listener(picked):
+        stack.start_flower()
+        assert stack.flower_port != picked
+        response = httpx.get(f"{stack.flower_url}/healthcheck", timeout=5)
+        assert response.status_code == 200
+    assert [p.name for p in stack.processes] == ["redis", "flower"]
+
+
+def test_a_worker_moves_its_metrics_off_a_picked_port_taken_before_it_binds(
+    make_stack: Callable[..., Stack], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = make_stack()
+    stack.start_redis()
+    with listener(0) as taken:
+        # The worker's metrics port is picked inside start_worker: make that pick the taken one.
+        first = itertools.count()
+        pick = processes.free_port
+        port = taken.getsockname()[1]
+        monkeypatch.setattr(processes, "free_port", lambda: port if next(first) == 0 else pick())
+        worker = stack.start_worker()
+    assert worker.metrics_url and f":{port}/" not in worker.metrics_url
+    assert httpx.get(worker.metrics_url, timeout=5).status_code == 200
+    assert [p.name for p in stack.processes] == ["redis", "worker"]
 
 
 def test_a_child_that_dies_while_starting_fails_the_start_at_once_with_its_output(
