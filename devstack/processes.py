@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import httpx
 import psutil
+
+from devstack.lifetime import spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,12 +110,19 @@ class PortTaken(RuntimeError):
     """A child could not listen on its port: another process has it."""
 
 
+class StartAbandoned(Exception):
+    """The stack is stopping (make run's Ctrl-C) while a process was starting."""
+
+
 @dataclass
 class Process:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
     metrics_url: str | None = None
+    # The stack's children lead process groups of their own: killing one kills the group, a
+    # worker's pool processes with it.
+    own_group: bool = False
 
     @property
     def pid(self) -> int:
@@ -125,13 +135,23 @@ class Process:
         if self.alive():
             self.popen.send_signal(sig)
 
+    def kill(self) -> None:
+        """SIGKILL, without waiting (safe in a signal handler)."""
+        if self.popen.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            if self.own_group:
+                os.killpg(self.pid, signal.SIGKILL)
+            else:
+                self.popen.kill()
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Signal the process, wait for it to exit (SIGKILL after the timeout); the exit code."""
         self.send(sig)
         try:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.popen.kill()
+            self.kill()
             return self.popen.wait(10)
 
     def output(self) -> str:
@@ -171,6 +191,8 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: list[Process] = field(default_factory=list)
     console: bool = False  # make run: processes write to the terminal instead of log files
+    # Set to abandon a start in progress (make run's Ctrl-C): it raises StartAbandoned.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self._api_listener = listener(self.api_port)
@@ -212,15 +234,8 @@ class Stack:
         log = self.workdir / f"{name}.log"
         with contextlib.ExitStack() as files:
             out = None if self.console else files.enter_context(log.open("ab"))
-            popen = subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT if out else None,
-                pass_fds=pass_fds,
-            )
-        process = Process(name, popen, log)
+            popen = spawn(argv, cwd=ROOT, env=env, stdout=out, pass_fds=pass_fds)
+        process = Process(name, popen, log, own_group=True)
         self.processes.append(process)
         return process
 
@@ -237,6 +252,8 @@ class Stack:
         could not have `port`, with the end of its output."""
         deadline = time.monotonic() + timeout
         while True:
+            if self.stopping.is_set():
+                raise StartAbandoned(what)
             answers = ready()  # first: a process that answers listens by now
             listening = port is None or listens(process, port)
             if answers and listening:
@@ -381,10 +398,19 @@ class Stack:
         self._flower_port_movable = False
         return process
 
-    def stop_all(self, timeout: float = 30) -> None:
+    def kill_all(self) -> None:
+        """SIGKILL every process now (make run's second Ctrl-C); `stop_all` reaps them."""
+        for process in self.processes:
+            process.kill()
+
+    def stop_all(
+        self, timeout: float = 30, announce: Callable[[Process], object] | None = None
+    ) -> None:
         """Workers first (they finish or requeue their tasks), then the API and Flower, Redis
-        last: each stops while what it depends on still runs."""
+        last: each stops while what it depends on still runs. `announce` hears of each step."""
         order = {"redis": 2, "api": 1, "flower": 1}
         for process in sorted(self.processes, key=lambda p: order.get(p.name, 0)):
+            if announce and process.alive():
+                announce(process)
             process.stop(signal.SIGTERM, timeout)
         self._api_listener.close()

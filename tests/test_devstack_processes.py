@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import itertools
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import redis
 
 from devstack import processes
 from devstack.processes import Stack, listener
+from tests.helpers import wait_for
 
 
 def test_an_exported_api_key_does_not_reach_a_test_stack(
@@ -81,6 +83,21 @@ def test_a_worker_moves_its_metrics_off_a_picked_port_taken_before_it_binds(
     assert worker.metrics_url and f":{port}/" not in worker.metrics_url
     assert httpx.get(worker.metrics_url, timeout=5).status_code == 200
     assert [p.name for p in stack.processes] == ["redis", "worker"]
+
+
+def test_processes_started_from_a_thread_outlive_the_thread(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """The soak test restarts Redis and workers from a thread; the parent-death signal would
+    kill them when the thread that forked them ends."""
+    stack = make_stack()
+    starter = threading.Thread(target=stack.start_redis)
+    starter.start()
+    starter.join(30)
+    task = Path(f"/proc/self/task/{starter.native_id}")
+    wait_for(lambda: not task.exists(), 10, "the thread to be gone")
+    assert redis.Redis.from_url(stack.redis_url, socket_timeout=5).ping()
+    assert stack.processes[0].alive()
 
 
 def test_a_child_that_dies_while_starting_fails_the_start_at_once_with_its_output(
