@@ -25,7 +25,7 @@ import pytest
 
 import devstack.__main__
 from devstack.processes import ROOT, Stack, free_port, redis_server_binary
-from tests.helpers import wait_for
+from tests.helpers import ApiClient, wait_for
 
 SOFT_SHUTDOWN_SECONDS = float(devstack.__main__.SOFT_SHUTDOWN_SECONDS)
 # Issue 13: with no task running, everything is gone within 5 s of the first Ctrl-C.
@@ -162,15 +162,10 @@ def stop_steps(output: str) -> list[str]:
     return re.findall(r"^(?:\^C)*stopping (the \w+|\w+)", output, re.MULTILINE)
 
 
-def wait_task(api: str, task_id: str, states: set[str], timeout: float) -> dict[str, object]:
-    views: list[dict[str, object]] = []
-
-    def reached() -> bool:
-        views.append(httpx.get(f"{api}/tasks/{task_id}", timeout=5).json())
-        return views[-1]["state"] in states
-
-    wait_for(reached, timeout, f"task {task_id} to reach {states} (last view {views[-1:]})")
-    return views[-1]
+def start_a_30_s_task(api: ApiClient) -> str:
+    task_id: str = api.post("/tasks", json={"type": 3}).json()["task_id"]
+    api.wait_task(task_id, {"STARTED"})
+    return task_id
 
 
 def test_make_run_starts_everything_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
@@ -253,8 +248,8 @@ def test_ctrl_c_requeues_a_running_task_and_the_next_make_run_completes_it(
 ) -> None:
     first = make_run()
     tree = first.wait_started()
-    task_id = httpx.post(f"{first.api}/tasks", json={"type": 3}, timeout=5).json()["task_id"]
-    wait_task(first.api, task_id, {"STARTED"}, 30)
+    with ApiClient(base_url=first.api, timeout=10) as api:
+        task_id = start_a_30_s_task(api)
     first.ctrl_c()
     assert first.popen.wait(SOFT_SHUTDOWN_SECONDS + IDLE_STOP_SECONDS) == 0, first.output()
     assert not [p for p in tree if not reaped(p)], first.output()
@@ -262,7 +257,8 @@ def test_ctrl_c_requeues_a_running_task_and_the_next_make_run_completes_it(
 
     second = make_run()  # same workdir: Redis reads its append-only file back
     second.wait_started()
-    done = wait_task(second.api, task_id, {"SUCCESS", "FAILURE"}, 45)
+    with ApiClient(base_url=second.api, timeout=10) as api:
+        done = api.wait_task(task_id, timeout=45)
     assert done["state"] == "SUCCESS"
     assert done["attempts"] == 2
 
@@ -270,8 +266,8 @@ def test_ctrl_c_requeues_a_running_task_and_the_next_make_run_completes_it(
 def test_a_second_ctrl_c_kills_everything_at_once(make_run: Callable[[], MakeRun]) -> None:
     run = make_run()
     tree = run.wait_started()
-    task_id = httpx.post(f"{run.api}/tasks", json={"type": 3}, timeout=5).json()["task_id"]
-    wait_task(run.api, task_id, {"STARTED"}, 30)
+    with ApiClient(base_url=run.api, timeout=10) as api:
+        start_a_30_s_task(api)
     run.ctrl_c()
     run.wait_output(r"stopping the worker", 5)
     pressed = time.monotonic()
