@@ -75,10 +75,10 @@ def test_a_worker_moves_its_metrics_off_a_picked_port_taken_before_it_binds(
     stack.start_redis()
     with listener(0) as taken:
         # The worker's metrics port is picked inside start_worker: make that pick the taken one.
-        first = itertools.count()
+        calls = itertools.count()
         pick = processes.free_port
         port = taken.getsockname()[1]
-        monkeypatch.setattr(processes, "free_port", lambda: port if next(first) == 0 else pick())
+        monkeypatch.setattr(processes, "free_port", lambda: port if next(calls) == 0 else pick())
         worker = stack.start_worker()
     assert worker.metrics_url and f":{port}/" not in worker.metrics_url
     assert httpx.get(worker.metrics_url, timeout=5).status_code == 200
