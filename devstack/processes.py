@@ -2,26 +2,76 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
+
+from devstack.lifetime import spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# All a child takes from the parent's environment: where programs, the home directory, the
+# locale and temporary files are. Anything else, an exported KUBETASKS_API_KEY above all, would
+# reach every test stack.
+INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+             "VIRTUAL_ENV")  # fmt: skip
+INHERITED_PREFIXES = ("LC_",)
+
+
+def inherited_env() -> dict[str, str]:
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name in INHERITED or name.startswith(INHERITED_PREFIXES)
+    }
+
+
+# A port the stack picked can be taken between the pick and the child's bind: pick again.
+PORT_ATTEMPTS = 5
+# Where the worker's metrics listen: prometheus_client's start_http_server binds all interfaces.
+ANY_HOST = "0.0.0.0"  # noqa: S104
+
 
 def free_port() -> int:
+    """A port nobody listens on now; whoever binds it later may find it taken."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+        return False
+
+
+def listener(port: int) -> socket.socket:
+    """A listening socket on 127.0.0.1:`port` (0: any free port) for a child to inherit."""
+    sock = socket.socket()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def redis_server_binary() -> str:
@@ -56,12 +106,23 @@ def http_ok(url: str, headers: Mapping[str, str] | None = None) -> bool:
         return False
 
 
+class PortTaken(RuntimeError):
+    """A child could not listen on its port: another process has it."""
+
+
+class StartAbandoned(Exception):
+    """The stack is stopping (make run's Ctrl-C) while a process was starting."""
+
+
 @dataclass
 class Process:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
     metrics_url: str | None = None
+    # The stack's children lead process groups of their own: killing one kills the group, a
+    # worker's pool processes with it.
+    own_group: bool = False
 
     @property
     def pid(self) -> int:
@@ -74,32 +135,73 @@ class Process:
         if self.alive():
             self.popen.send_signal(sig)
 
+    def kill(self) -> None:
+        """SIGKILL, without waiting (safe in a signal handler)."""
+        if self.popen.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            if self.own_group:
+                os.killpg(self.pid, signal.SIGKILL)
+            else:
+                self.popen.kill()
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Signal the process, wait for it to exit (SIGKILL after the timeout); the exit code."""
         self.send(sig)
         try:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.popen.kill()
+            self.kill()
             return self.popen.wait(10)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def tail(self) -> str:
+        if not self.log.exists():
+            return "(its output went to the terminal)"
+        return self.output()[-3000:]
+
+
+def listens(process: Process, port: int) -> bool:
+    """The process itself, not another one, listens on `port`."""
+    try:
+        sockets = psutil.Process(process.pid).net_connections(kind="tcp")
+    except psutil.NoSuchProcess:  # zombies included
+        return False
+    return any(s.status == psutil.CONN_LISTEN and s.laddr.port == port for s in sockets)
+
 
 @dataclass
 class Stack:
-    """Ports, directories and environment of one stack; `start_*` launch its processes."""
+    """Ports, directories and environment of one stack; `start_*` launch its processes.
+
+    Port 0 means "any free port". The API's port is bound when the stack is made and handed to
+    each API process; Redis, Flower and the worker's metrics bind their own, so a port picked
+    for them that turns out taken is replaced by another at their first start (read
+    `redis_url` and `flower_url` after it). `stop_all` ends the stack.
+    """
 
     workdir: Path
-    redis_port: int = field(default_factory=free_port)
-    api_port: int = field(default_factory=free_port)
-    flower_port: int = field(default_factory=free_port)
+    redis_port: int = 0
+    api_port: int = 0
+    flower_port: int = 0
     api_key: str | None = None
     flower_auth: str = "admin:admin"
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: list[Process] = field(default_factory=list)
     console: bool = False  # make run: processes write to the terminal instead of log files
+    # Set to abandon a start in progress (make run's Ctrl-C): it raises StartAbandoned.
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._api_listener = listener(self.api_port)
+        self.api_port = int(self._api_listener.getsockname()[1])
+        # Until a process has used them, ports the stack picked may move.
+        self._redis_port_movable = not self.redis_port
+        self._flower_port_movable = not self.flower_port
+        self.redis_port = self.redis_port or free_port()
+        self.flower_port = self.flower_port or free_port()
 
     @property
     def redis_url(self) -> str:
@@ -114,43 +216,103 @@ class Stack:
         return f"http://127.0.0.1:{self.flower_port}/flower"
 
     def env(self, **overrides: str) -> dict[str, str]:
+        """A child's whole environment: the inherited basics, extra_env, the stack's settings."""
         env = {
-            **os.environ,
+            **inherited_env(),
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
-            "KUBETASKS_REDIS_URL": self.redis_url,
             **self.extra_env,
-            **overrides,
+            "KUBETASKS_REDIS_URL": self.redis_url,
         }
         if self.api_key:
             env["KUBETASKS_API_KEY"] = self.api_key
-        return env
+        return {**env, **overrides}
 
-    def _launch(self, name: str, argv: list[str], env: dict[str, str]) -> Process:
+    def _launch(
+        self, name: str, argv: list[str], env: dict[str, str], pass_fds: tuple[int, ...] = ()
+    ) -> Process:
         log = self.workdir / f"{name}.log"
-        out = None if self.console else log.open("ab")
-        popen = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None
-        )
-        process = Process(name, popen, log)
+        with contextlib.ExitStack() as files:
+            out = None if self.console else files.enter_context(log.open("ab"))
+            popen = spawn(argv, cwd=ROOT, env=env, stdout=out, pass_fds=pass_fds)
+        process = Process(name, popen, log, own_group=True)
         self.processes.append(process)
         return process
+
+    def _await(
+        self,
+        process: Process,
+        ready: Callable[[], bool],
+        timeout: float,
+        what: str,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        """Wait until `ready` (and the process listens on `port`); fail as soon as it died, or
+        could not have `port`, with the end of its output."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.stopping.is_set():
+                raise StartAbandoned(what)
+            answers = ready()  # first: a process that answers listens by now
+            listening = port is None or listens(process, port)
+            if answers and listening:
+                return
+            if (
+                port is not None
+                and not listening
+                and (answers or not process.alive())
+                and port_in_use(port, host)
+            ):
+                process.stop(timeout=10)  # a worker runs on without its metrics port
+                self.processes.remove(process)
+                raise PortTaken(f"{process.name} could not listen on {host}:{port}: it is taken")
+            if not process.alive():
+                raise RuntimeError(
+                    f"{process.name} exited with code {process.popen.returncode} while "
+                    f"starting:\n{process.tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"gave up after {timeout} s waiting for {what}; {process.name} wrote:\n"
+                    f"{process.tail()}"
+                )
+            time.sleep(0.05)
+
+    def _on_free_port(self, port: int, movable: bool, start: Callable[[int], Process]) -> Process:
+        """`start(port)`; if the port is taken and the stack picked it, pick another and retry."""
+        for _ in range(PORT_ATTEMPTS - 1):
+            try:
+                return start(port)
+            except PortTaken:
+                if not movable:
+                    raise
+            port = free_port()
+        return start(port)
 
     def start_redis(self, *, appendonly: bool = False, timeout: float = 10) -> Process:
         data = self.workdir / "redis"
         data.mkdir(parents=True, exist_ok=True)
-        argv = [
-            redis_server_binary(),
-            "--port", str(self.redis_port),
-            "--bind", "127.0.0.1",
-            "--dir", str(data),
-            "--save", "",
-            "--appendonly", "yes" if appendonly else "no",
-            "--appendfsync", "always" if appendonly else "everysec",
-            "--maxmemory-policy", "noeviction",
-        ]  # fmt: skip
-        process = self._launch("redis", argv, dict(os.environ))
-        wait_until(lambda: self._redis_answers(), timeout, "redis-server to answer")
+
+        def start(port: int) -> Process:
+            self.redis_port = port
+            argv = [
+                redis_server_binary(),
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--dir", str(data),
+                "--save", "",
+                "--appendonly", "yes" if appendonly else "no",
+                "--appendfsync", "always" if appendonly else "everysec",
+                "--maxmemory-policy", "noeviction",
+            ]  # fmt: skip
+            process = self._launch("redis", argv, inherited_env())
+            self._await(process, self._redis_answers, timeout, "redis-server to answer", port)
+            return process
+
+        process = self._on_free_port(self.redis_port, self._redis_port_movable, start)
+        # The others have its URL now: a restarted Redis must come back on the same port.
+        self._redis_port_movable = False
         return process
 
     def _redis_answers(self) -> bool:
@@ -162,13 +324,13 @@ class Stack:
             return False
 
     def start_api(self, *, timeout: float = 20, **env: str) -> Process:
+        fd = self._api_listener.fileno()
         argv = [
-            sys.executable, "-m", "uvicorn", "api.main:app",
-            "--host", "127.0.0.1", "--port", str(self.api_port),
+            sys.executable, "-m", "uvicorn", "api.main:app", "--fd", str(fd),
             "--timeout-graceful-shutdown", "10", "--no-access-log",
         ]  # fmt: skip
-        process = self._launch("api", argv, self.env(**env))
-        wait_until(lambda: http_ok(f"{self.api_url}/livez"), timeout, "the API /livez")
+        process = self._launch("api", argv, self.env(**env), pass_fds=(fd,))
+        self._await(process, lambda: http_ok(f"{self.api_url}/livez"), timeout, "the API /livez")
         return process
 
     def start_worker(
@@ -183,17 +345,7 @@ class Stack:
         **env: str,
     ) -> Process:
         state = self.workdir / name
-        metrics_port = free_port()
-        worker_env = {
-            "REMAP_SIGTERM": "SIGQUIT",
-            "PROMETHEUS_MULTIPROC_DIR": str(state / "metrics"),
-            "KUBETASKS_WORKER_HEARTBEAT_FILE": str(state / "heartbeat"),
-            "KUBETASKS_WORKER_READY_FILE": str(state / "ready"),
-            "KUBETASKS_WORKER_METRICS_PORT": str(metrics_port),
-            **env,
-        }
-        if queues:
-            worker_env["KUBETASKS_WORKER_QUEUES"] = "[" + ",".join(f'"{q}"' for q in queues) + "]"
+        ready = state / "ready"
         argv = [
             sys.executable, "-m", "celery", "-A", "worker.app", "worker",
             "--loglevel", "INFO", "--hostname", f"{name}@%h",
@@ -201,35 +353,64 @@ class Stack:
         ]  # fmt: skip
         if concurrency is not None:  # else KUBETASKS_WORKER_CONCURRENCY decides
             argv += ["--concurrency", str(concurrency)]
-        process = self._launch(name, argv, self.env(**worker_env))
-        process.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        if wait_ready:
-            ready = state / "ready"
-            wait_until(lambda: ready.exists() or not process.alive(), timeout, f"{name} ready")
-            if not process.alive():
-                raise RuntimeError(f"{name} exited at start:\n{process.output()[-3000:]}")
-        return process
+        worker_env = {
+            "REMAP_SIGTERM": "SIGQUIT",
+            "PROMETHEUS_MULTIPROC_DIR": str(state / "metrics"),
+            "KUBETASKS_WORKER_HEARTBEAT_FILE": str(state / "heartbeat"),
+            "KUBETASKS_WORKER_READY_FILE": str(ready),
+            **env,
+        }
+        if queues:
+            worker_env["KUBETASKS_WORKER_QUEUES"] = "[" + ",".join(f'"{q}"' for q in queues) + "]"
+
+        def start(metrics_port: int) -> Process:
+            ready.unlink(missing_ok=True)  # left behind by a worker that was killed
+            settings = {**worker_env, "KUBETASKS_WORKER_METRICS_PORT": str(metrics_port)}
+            process = self._launch(name, argv, self.env(**settings))
+            process.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+            if wait_ready:
+                # A worker that cannot have its metrics port runs on without it, saying nothing.
+                self._await(process, ready.exists, timeout, f"{name} ready", metrics_port, ANY_HOST)
+            return process
+
+        return self._on_free_port(free_port(), True, start)
 
     def start_flower(self, *, timeout: float = 30) -> Process:
         state = self.workdir / "flower"
-        argv = [
-            sys.executable, "-m", "celery", "-A", "worker.app", "flower",
-            "--address=127.0.0.1", f"--port={self.flower_port}", "--url_prefix=flower",
-        ]  # fmt: skip
+        (state / "metrics").mkdir(parents=True, exist_ok=True)
         env = self.env(
             FLOWER_BASIC_AUTH=self.flower_auth,
             PROMETHEUS_MULTIPROC_DIR=str(state / "metrics"),
         )
-        (state / "metrics").mkdir(parents=True, exist_ok=True)
-        process = self._launch("flower", argv, env)
-        wait_until(
-            lambda: http_ok(f"{self.flower_url}/healthcheck"), timeout, "Flower /healthcheck"
-        )
+
+        def start(port: int) -> Process:
+            self.flower_port = port
+            argv = [
+                sys.executable, "-m", "celery", "-A", "worker.app", "flower",
+                "--address=127.0.0.1", f"--port={port}", "--url_prefix=flower",
+            ]  # fmt: skip
+            process = self._launch("flower", argv, env)
+            healthy = f"{self.flower_url}/healthcheck"
+            self._await(process, lambda: http_ok(healthy), timeout, "Flower /healthcheck", port)
+            return process
+
+        process = self._on_free_port(self.flower_port, self._flower_port_movable, start)
+        self._flower_port_movable = False
         return process
 
-    def stop_all(self, timeout: float = 30) -> None:
+    def kill_all(self) -> None:
+        """SIGKILL every process now (make run's second Ctrl-C); `stop_all` reaps them."""
+        for process in self.processes:
+            process.kill()
+
+    def stop_all(
+        self, timeout: float = 30, announce: Callable[[Process], object] | None = None
+    ) -> None:
         """Workers first (they finish or requeue their tasks), then the API and Flower, Redis
-        last: each stops while what it depends on still runs."""
+        last: each stops while what it depends on still runs. `announce` hears of each step."""
         order = {"redis": 2, "api": 1, "flower": 1}
         for process in sorted(self.processes, key=lambda p: order.get(p.name, 0)):
+            if announce and process.alive():
+                announce(process)
             process.stop(signal.SIGTERM, timeout)
+        self._api_listener.close()
