@@ -228,9 +228,11 @@ class Stack:
             env["KUBETASKS_API_KEY"] = self.api_key
         return {**env, **overrides}
 
-    def _launch(
+    def launch(
         self, name: str, argv: list[str], env: dict[str, str], pass_fds: tuple[int, ...] = ()
     ) -> Process:
+        """Start a child of this stack (its own session, its log `<name>.log`, stopped with the
+        stack); `start_*` use it, and tests for processes the stack has no `start_*` for."""
         log = self.workdir / f"{name}.log"
         with contextlib.ExitStack() as files:
             out = None if self.console else files.enter_context(log.open("ab"))
@@ -306,7 +308,7 @@ class Stack:
                 "--appendfsync", "always" if appendonly else "everysec",
                 "--maxmemory-policy", "noeviction",
             ]  # fmt: skip
-            process = self._launch("redis", argv, inherited_env())
+            process = self.launch("redis", argv, inherited_env())
             self._await(process, self._redis_answers, timeout, "redis-server to answer", port)
             return process
 
@@ -329,7 +331,7 @@ class Stack:
             sys.executable, "-m", "uvicorn", "api.main:app", "--fd", str(fd),
             "--timeout-graceful-shutdown", "10", "--no-access-log",
         ]  # fmt: skip
-        process = self._launch("api", argv, self.env(**env), pass_fds=(fd,))
+        process = self.launch("api", argv, self.env(**env), pass_fds=(fd,))
         self._await(process, lambda: http_ok(f"{self.api_url}/livez"), timeout, "the API /livez")
         return process
 
@@ -366,7 +368,7 @@ class Stack:
         def start(metrics_port: int) -> Process:
             ready.unlink(missing_ok=True)  # left behind by a worker that was killed
             settings = {**worker_env, "KUBETASKS_WORKER_METRICS_PORT": str(metrics_port)}
-            process = self._launch(name, argv, self.env(**settings))
+            process = self.launch(name, argv, self.env(**settings))
             process.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
             if wait_ready:
                 # A worker that cannot have its metrics port runs on without it, saying nothing.
@@ -389,7 +391,7 @@ class Stack:
                 sys.executable, "-m", "celery", "-A", "worker.app", "flower",
                 "--address=127.0.0.1", f"--port={port}", "--url_prefix=flower",
             ]  # fmt: skip
-            process = self._launch("flower", argv, env)
+            process = self.launch("flower", argv, env)
             healthy = f"{self.flower_url}/healthcheck"
             self._await(process, lambda: http_ok(healthy), timeout, "Flower /healthcheck", port)
             return process

@@ -111,7 +111,7 @@ def programmatic_worker(
         PROMETHEUS_MULTIPROC_DIR=str(state / "metrics"),
         **env,
     )
-    process = stack._launch(name, [sys.executable, "-c", code], worker_env)
+    process = stack.launch(name, [sys.executable, "-c", code], worker_env)
     if wait_ready:
         wait_for(lambda: (state / "ready").exists() or not process.alive(), 30, f"{name} ready")
         assert process.alive(), process.output()[-3000:]
