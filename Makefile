@@ -11,7 +11,7 @@ CHART_TEST_DEPS :=
 .PHONY: help venv run test soak lint format lock clean
 
 help:
-	@echo "make run    start Redis, API (:8000), worker and Flower (:5555); Ctrl-C stops"
+	@echo "make run    start Redis, API (:8000), worker and Flower (:5555); Ctrl-C stops, twice kills"
 	@echo "make test   lint, type-check and run the whole test suite"
 	@echo "make lint   ruff and mypy only"
 	@echo "make soak   20,000 tasks while workers and Redis are killed (not in make test)"
