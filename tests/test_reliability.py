@@ -73,9 +73,28 @@ def test_sigterm_past_the_soft_shutdown_timeout_requeues_and_completes_once_else
     make_stack: Callable[..., Stack],
 ) -> None:
     stack = make_stack(env={"KUBETASKS_WORKER_SOFT_SHUTDOWN_TIMEOUT": "2", **SHORT_VISIBILITY})
-    _interrupted_task_completes_on_a_second_worker(
-        stack, 6, lambda first: first.stop(signal.SIGTERM, timeout=30)
-    )
+
+    def soft_shutdown(first: Process) -> None:
+        sent = time.monotonic()
+        assert first.stop(signal.SIGTERM, timeout=30) == 0
+        # Requeued by the worker at the cutoff: back in its list, nothing left unacknowledged,
+        # long before the visibility timeout could have restored it.
+        r = redis.Redis.from_url(stack.redis_url)
+        assert sum(int(r.llen(key)) for key in records.queue_lists("default")) == 1
+        assert r.hlen(records.UNACKED) == 0
+        visibility = float(SHORT_VISIBILITY["KUBETASKS_VISIBILITY_TIMEOUT_SECONDS"])
+        assert time.monotonic() - sent < visibility / 2
+        state = r.hget(records.record_key(task_id(r)), records.Field.STATE)
+        assert state == b"PENDING"
+
+    _interrupted_task_completes_on_a_second_worker(stack, 6, soft_shutdown)
+
+
+def task_id(r: redis.Redis) -> str:
+    """The one task of a stack."""
+    (only,) = r.zrange(records.TASKS_INDEX, 0, -1)
+    assert isinstance(only, bytes)
+    return only.decode()
 
 
 def test_killed_worker_task_is_redelivered_after_the_visibility_timeout(

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import base64
 import io
+import random
+import statistics
+from datetime import datetime, timedelta
 
 import httpx
 from PIL import Image
 
+from contracts.catalogue import TASKS
 from tests.helpers import ApiClient
+from worker.lifecycle import backoff_seconds
 
 
 def test_seed_client_submits_by_type_and_reads_celery_fields(api: ApiClient) -> None:
@@ -57,6 +62,35 @@ def test_transient_failures_are_retried_with_backoff(api: ApiClient) -> None:
     assert done["retries"] == 2
     assert done["attempts"] == 3
     assert done["result"] == {"succeeded_after_retries": 2}
+
+
+def test_backoff_delays_grow_to_their_cap_and_spread_over_the_whole_window() -> None:
+    """Exponential backoff with full jitter: retry n waits uniformly in [0, min(cap, base*2^n)],
+    so a burst of failures spreads out instead of retrying in step."""
+    spec = TASKS["flaky"]
+    assert spec.retry is not None
+    random.seed(7)
+    ceilings = []
+    for retries in range(8):
+        ceiling = min(spec.retry.backoff_max_seconds, spec.retry.backoff_seconds * 2**retries)
+        delays = [backoff_seconds(spec, retries) for _ in range(2000)]
+        assert all(0 <= d <= ceiling for d in delays)
+        assert min(delays) < 0.02 * ceiling and max(delays) > 0.98 * ceiling
+        assert 0.45 * ceiling < statistics.fmean(delays) < 0.55 * ceiling
+        ceilings.append(ceiling)
+    assert ceilings == [1, 2, 4, 8, 16, 30, 30, 30]  # doubling, then the policy's cap
+
+
+def test_a_retry_is_due_within_its_backoff_window_and_starts_when_due(api: ApiClient) -> None:
+    done = api.wait_task(api.submit("flaky", {"failures": 1}))
+    assert (done["state"], done["retries"]) == ("SUCCESS", 1)
+    submitted, due, started = (
+        datetime.fromisoformat(done[k]) for k in ("submitted_at", "due_at", "started_at")
+    )
+    # The first attempt starts at once and fails; retry 0 waits at most backoff_seconds (1 s).
+    assert timedelta(0) <= due - submitted <= timedelta(seconds=1.5)
+    # The mover queues it when due (every 0.2 s in these tests), and it starts.
+    assert timedelta(0) <= started - due <= timedelta(seconds=1)
 
 
 def test_failure_reports_type_and_message_without_traceback(api: ApiClient) -> None:

@@ -1,7 +1,8 @@
 """Alert rules and autoscaling queries, checked and unit-tested by promtool.
 
 promtool comes with Debian's `prometheus` package. Outside CI the promtool tests skip when it
-is missing; in CI (CI=true) a missing promtool fails them, so the check can't silently vanish.
+is missing; in CI (any truthy CI variable) a missing promtool fails them, so the check can't
+silently vanish.
 """
 
 from __future__ import annotations
