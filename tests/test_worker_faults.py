@@ -170,27 +170,35 @@ def test_worker_logs_to_stdout_and_to_the_configured_file(
     assert f"Task sleep[{task_id}] succeeded" in worker.output()  # stdout too
 
 
-def test_a_forked_pool_process_opens_its_own_redis_connection(
+def test_each_pool_process_keeps_its_own_single_redis_connection(
     make_stack: Callable[..., Stack],
 ) -> None:
-    """Worker records keep one connection per process; a child that used its parent's socket
-    would read the parent's replies (billiard forks pool processes after the main one used it)."""
-    from contracts.settings import Settings
-    from worker.records import WorkerRecords
-
+    """The real worker_process_init hook in a real prefork pool: each pool process opens its own
+    connection (a child using its parent's socket would read the parent's replies) and keeps
+    just that one, instead of a pool's checkout on every call."""
     stack = make_stack()
     stack.start_redis()
-    worker_records = WorkerRecords(Settings(redis_url=stack.redis_url))
-    worker_records.single_connection = True  # as in a pool process
-    parent_id = worker_records.client.client_id()
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child reports the id of the connection its records use, then leaves
-        try:
-            os.write(write, str(worker_records.client.client_id()).encode())
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
-    child_id = int(os.read(read, 64))
-    assert child_id != parent_id
-    assert worker_records.client.client_id() == parent_id
+    stack.start_api()
+    setup = (
+        "import os, time\n"
+        "from worker.registry import IMPLEMENTATIONS\n"
+        "from worker.records import worker_records\n"
+        "def report(args, ctx):\n"
+        "    time.sleep(0.5)  # both pool processes take one\n"
+        "    records = worker_records()\n"
+        "    return {'pid': os.getpid(), 'single': records.single_connection,\n"
+        "            'connection': records.client.client_id()}\n"
+        "IMPLEMENTATIONS['flaky'] = report\n"
+    )
+    programmatic_worker(stack, "pool", setup=setup)
+    with client_for(stack) as api:
+        ids = [api.submit("flaky", {"failures": 0}) for _ in range(6)]
+        results = [api.wait_task(task_id)["result"] for task_id in ids]
+    by_pid = {r["pid"]: r for r in results}
+    assert len(by_pid) == 2, results  # both pool processes ran tasks
+    assert all(r["single"] for r in results)
+    connections: dict[int, set[int]] = {r["pid"]: set() for r in results}
+    for r in results:
+        connections[r["pid"]].add(r["connection"])
+    assert all(len(c) == 1 for c in connections.values()), connections  # one each, kept
+    assert len(set.union(*connections.values())) == 2  # and not shared
