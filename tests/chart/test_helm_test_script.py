@@ -1,4 +1,5 @@
-"""The `helm test` hook's script, run against a stand-in API on 127.0.0.1."""
+"""The `helm test` hook's script, run against a stand-in API on 127.0.0.1 for the answers a
+real stack does not give on demand, and against a real stack."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
+
+from devstack.processes import Stack
 
 from .rendering import CHART_DIR
 
@@ -96,3 +99,22 @@ def test_fails_at_the_deadline_when_the_api_is_unreachable() -> None:
     result = run_script("http://127.0.0.1:9", timeout="1")
     assert result.returncode == 1
     assert "could not submit" in result.stdout
+
+
+def test_passes_against_the_real_stack_and_fails_without_a_worker(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """The same script against real processes (redis-server, the API, a worker), with the API
+    key the chart gives it; then with no worker to run the task."""
+    stack = make_stack(api_key=API_KEY)
+    stack.start_redis()
+    stack.start_api()
+    worker = stack.start_worker()
+    passed = run_script(stack.api_url, timeout="30")
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "reached SUCCESS" in passed.stdout
+
+    worker.stop()
+    stuck = run_script(stack.api_url, timeout="3")
+    assert stuck.returncode == 1
+    assert "still PENDING at the deadline" in stuck.stdout
