@@ -351,7 +351,7 @@ class Stack:
         argv = [
             sys.executable, "-m", "celery", "-A", "worker.app", "worker",
             "--loglevel", "INFO", "--hostname", f"{name}@%h",
-            "--pool", pool, "--without-mingle", "--without-gossip",
+            "--pool", pool,
         ]  # fmt: skip
         if concurrency is not None:  # else KUBETASKS_WORKER_CONCURRENCY decides
             argv += ["--concurrency", str(concurrency)]

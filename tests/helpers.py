@@ -100,7 +100,7 @@ def programmatic_worker(
         "app.log.setup(loglevel='INFO')\n"
         f"{setup}\n"
         f"worker = app.WorkController(hostname='{name}@' + socket.gethostname(),"
-        " pool_cls='prefork', concurrency=2, without_mingle=True, without_gossip=True)\n"
+        " pool_cls='prefork', concurrency=2)\n"
         "worker.start()\n"
         "raise SystemExit(worker.exitcode)\n"
     )

@@ -11,7 +11,7 @@ message for an unknown task or with invalid arguments ends FAILURE at once with 
 acknowledged in the same script; a second delivery of it changes nothing.
 
 Two documented Celery hooks bring messages here: the catalogue tasks' `Strategy` (messages for
-known names) and the worker's consumer class (`worker_consumer`: unknown names).
+known names) and the worker's consumer class (worker.consumer: unknown names).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from celery.worker.consumer import Consumer as CeleryConsumer
 from celery.worker.strategy import default as default_strategy
 from pydantic import ValidationError
 
@@ -59,21 +58,18 @@ def strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Any:
     return handle_or_adopt
 
 
-class Consumer(CeleryConsumer):  # type: ignore[misc]
-    def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
-        """Celery logs the whole message and drops it; here the task's record says why."""
-        name = str(message.headers.get("task", ""))
-        if PUBLISHED_AT_HEADER not in message.headers:
-            adopt(message, name)
-            return
-        # One of our own: its task left the catalogue while it waited (a deployment).
-        task_id, tag = str(message.headers.get("id", "")), str(message.delivery_tag)
-        error = _unknown(name)
-        log.error("task %s[%s] not run: %s", name, task_id, error)
-        metrics.REJECTED.labels(error.reason).inc()
-        _settled(
-            message, lambda: worker_records().abandon(task_id, tag, error.error_type, str(error))
-        )
+def refuse_unknown(message: Any) -> None:
+    """A message for a task the catalogue does not have (Celery's consumer hands it here)."""
+    name = str(message.headers.get("task", ""))
+    if PUBLISHED_AT_HEADER not in message.headers:
+        adopt(message, name)
+        return
+    # One of our own: its task left the catalogue while it waited (a deployment).
+    task_id, tag = str(message.headers.get("id", "")), str(message.delivery_tag)
+    error = _unknown(name)
+    log.error("task %s[%s] not run: %s", name, task_id, error)
+    metrics.REJECTED.labels(error.reason).inc()
+    _settled(message, lambda: worker_records().abandon(task_id, tag, error.error_type, str(error)))
 
 
 def adopt(message: Any, name: str) -> None:

@@ -78,7 +78,7 @@ def create_app(settings: Settings) -> Celery:
     )
     app.conf.update(
         broker_transport=TRANSPORT,
-        worker_consumer="worker.adoption:Consumer",
+        worker_consumer="worker.consumer:Consumer",
         task_serializer=SERIALIZER,
         result_serializer=SERIALIZER,
         event_serializer=SERIALIZER,
