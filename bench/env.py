@@ -15,7 +15,8 @@ from typing import Any
 import redis
 
 from contracts import records
-from contracts.catalogue import QUEUES
+from contracts.catalogue import QUEUES, TASKS
+from contracts.records import State
 from devstack.processes import Process, Stack, wait_until
 
 # Short shutdowns so that stopping the worker between phases takes seconds. No Flower runs, so
@@ -41,8 +42,26 @@ def all_queue_lists() -> list[str]:
 
 
 def drop_queued(r: redis.Redis) -> None:
-    """Forget every waiting kubetasks message (their records stay, PENDING)."""
+    """Forget every waiting kubetasks task: its message and its record, so that no PENDING
+    record is left without a message (the later phases would share Redis with them, and the
+    orphan reaper would queue them again)."""
     r.delete(*all_queue_lists())
+    pending = records.state_index(State.PENDING)
+    while ids := [i.decode() for i in r.zrange(pending, 0, 9_999) if isinstance(i, bytes)]:
+        pipe = r.pipeline(transaction=False)
+        pipe.delete(*(records.record_key(i) for i in ids))
+        for index in _listings():
+            pipe.zrem(index, *ids)
+        pipe.execute()
+
+
+def _listings() -> list[str]:
+    return [
+        records.TASKS_INDEX,
+        *(records.state_index(state) for state in State),
+        *(records.name_index(name) for name in TASKS),
+        *(records.name_state_index(name, state) for name in TASKS for state in State),
+    ]
 
 
 def ready_messages(r: redis.Redis) -> int:
