@@ -87,7 +87,13 @@ def sample(samples: Samples, name: str, **labels: str) -> float:
 
 
 def programmatic_worker(
-    stack: Stack, name: str, setup: str = "", *, wait_ready: bool = True, **env: str
+    stack: Stack,
+    name: str,
+    setup: str = "",
+    *,
+    concurrency: int = 2,
+    wait_ready: bool = True,
+    **env: str,
 ) -> Process:
     """A worker started as Celery's API and test helpers start one (`app.WorkController`,
     which `celery.contrib.testing.worker.start_worker` uses), not by the `celery worker` command:
@@ -100,7 +106,7 @@ def programmatic_worker(
         "app.log.setup(loglevel='INFO')\n"
         f"{setup}\n"
         f"worker = app.WorkController(hostname='{name}@' + socket.gethostname(),"
-        " pool_cls='prefork', concurrency=2)\n"
+        f" pool_cls='prefork', concurrency={concurrency})\n"
         "worker.start()\n"
         "raise SystemExit(worker.exitcode)\n"
     )

@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import pytest
+
 from devstack.processes import Stack
 from tests.conftest import client_for
+from tests.helpers import programmatic_worker
 
 
 def test_cancel_with_no_worker_online_means_the_task_never_runs(
@@ -53,6 +56,41 @@ def test_cancel_stops_a_running_task(make_stack: Callable[..., Stack]) -> None:
         view = api.task(task_id)
         assert view["state"] == "REVOKED"
         assert view["result"] is None
+
+
+@pytest.mark.parametrize(
+    "busy",
+    ["time.sleep(30)", "while True: pass"],
+    ids=["blocked-in-a-call", "computing"],
+)
+def test_cancel_stops_a_task_that_never_reports_progress(
+    make_stack: Callable[..., Stack], busy: str
+) -> None:
+    """The worker tells the one pool process that runs the task, which raises inside it; the
+    process lives on and runs the next task."""
+    stack = make_stack()
+    stack.start_redis()
+    stack.start_api()
+    setup = (
+        "import os, time\n"
+        "from worker.registry import IMPLEMENTATIONS\n"
+        "def silent(args, ctx):\n"
+        "    if args.failures:\n"
+        f"        {busy}\n"
+        "    return os.getpid()\n"
+        "IMPLEMENTATIONS['flaky'] = silent\n"
+    )
+    worker = programmatic_worker(stack, "silent", setup=setup, concurrency=1)
+    with client_for(stack) as api:
+        task_id = api.submit("flaky", {"failures": 1})
+        pid = api.wait_task(task_id, {"STARTED"})["worker_pid"]
+        assert api.delete(f"/tasks/{task_id}").status_code == 200
+        cancelled = time.monotonic()
+        follower = api.wait_task(api.submit("flaky", {"failures": 0}), timeout=10)
+        assert time.monotonic() - cancelled < 4  # a cancel check every second, then the raise
+        assert follower["result"] == pid  # the same, only pool process ran it
+        assert api.task(task_id)["state"] == "REVOKED"
+    assert f"task {task_id} cancelled while running" in worker.output()
 
 
 def test_expired_record_is_410_never_pending(make_stack: Callable[..., Stack]) -> None:

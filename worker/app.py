@@ -23,7 +23,7 @@ from kombu.entity import Queue
 import worker.tasks  # noqa: F401  (registers the implementations)
 from contracts.catalogue import PRIORITY_STEPS, QUEUES, TASKS, longest_time_limit
 from contracts.settings import Settings, get_settings
-from worker import metrics
+from worker import cancellation, metrics
 from worker.broker import TRANSPORT, ConfigurationError, TransportCheck, check_transport_options
 from worker.housekeeping import ConsumerLoopPulse, Housekeeping
 from worker.lifecycle import RecordedTask
@@ -134,14 +134,16 @@ def _unused_run(args: dict[str, Any]) -> None:
 
 
 @signals.worker_init.connect  # type: ignore[untyped-decorator]
-def _start_metrics(**_: Any) -> None:
+def _main_process(**_: Any) -> None:
     metrics.reset_and_serve(get_settings().worker_metrics_port)
+    cancellation.install()  # a single-process pool runs tasks here
 
 
 @signals.worker_process_init.connect  # type: ignore[untyped-decorator]
 def _pool_process(**_: Any) -> None:
     # One task at a time here: a single Redis connection (see WorkerRecords).
     worker_records().single_connection = True
+    cancellation.install()
 
 
 @signals.after_setup_logger.connect  # type: ignore[untyped-decorator]

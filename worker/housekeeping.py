@@ -27,11 +27,13 @@ from contracts import records
 from contracts.catalogue import TASKS
 from contracts.records import State
 from contracts.settings import Settings, get_settings
+from worker.cancellation import CancelWatch
 from worker.records import RecordsUnavailable, worker_records
 
 log = logging.getLogger(__name__)
 TRIM_EVERY_SECONDS = 60.0
 REAP_EVERY_SECONDS = 60.0
+CANCEL_CHECK_SECONDS = 1.0  # a cancelled task stops within about this (worker.cancellation)
 
 
 def _touch(path: Path, at: float | None = None) -> None:
@@ -168,6 +170,7 @@ class Housekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
         self._spawn("index-trim", TRIM_EVERY_SECONDS, self._trim)
         reap_every = min(REAP_EVERY_SECONDS, settings.orphan_after_seconds / 3)
         self._spawn("orphan-reaper", reap_every, self._reap)
+        self._spawn("cancel-watch", CANCEL_CHECK_SECONDS, CancelWatch().check)
 
     def stop(self, worker: Any) -> None:
         self.stopping.set()

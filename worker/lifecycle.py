@@ -27,7 +27,7 @@ from celery.exceptions import Ignore, Reject, Retry
 from contracts.catalogue import TaskSpec
 from contracts.messages import PUBLISHED_AT_HEADER, build_message
 from contracts.records import State, now_ms
-from worker import metrics
+from worker import cancellation, metrics
 from worker.broker import SettledOnSuccess
 from worker.records import (
     DeadLetter,
@@ -54,7 +54,8 @@ class Execution:
 
     def progress(self, current: float, total: float, message: str = "") -> None:
         body = orjson.dumps({"current": current, "total": total, "message": message})
-        state = worker_records().progress(self.task_id, self.tag, body)
+        with cancellation.records_call():
+            state = worker_records().progress(self.task_id, self.tag, body)
         if state != State.STARTED:
             raise TaskCancelled(state)
 
@@ -192,7 +193,9 @@ class RecordedTask(Task):  # type: ignore[misc]
     ) -> Any:
         task_id = execution.task_id
         try:
-            value = IMPLEMENTATIONS[self.name](self.spec.args_model.model_validate(args), execution)
+            checked = self.spec.args_model.model_validate(args)
+            with cancellation.cancellable(task_id):
+                value = IMPLEMENTATIONS[self.name](checked, execution)
             result = orjson.dumps(value)
         except TaskCancelled:
             log.info("task %s cancelled while running", task_id)

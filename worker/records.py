@@ -289,6 +289,17 @@ class WorkerRecords:
             )
         )
 
+    def states(self, task_ids: list[str]) -> list[str | None]:
+        """The state of each task (None when its record is gone), in one round trip."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.hget(records.record_key(task_id), Field.STATE)
+            try:
+                replies = pipe.execute()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                raise RecordsUnavailable(f"states: {exc}") from exc
+        return [r.decode() if isinstance(r, bytes) else None for r in replies]
+
     def reap_orphans(self, limit: int = 200) -> int:
         """Queue again the waiting tasks whose message was lost (see contracts/lua/reap.lua)."""
         now = now_ms()
