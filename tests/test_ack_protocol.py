@@ -43,11 +43,16 @@ def test_a_worker_started_through_the_api_of_celery_runs_every_task(
     stack = make_stack()
     stack.start_redis()
     stack.start_api()
-    programmatic_worker(stack, "programmatic")
     r = redis.Redis.from_url(stack.redis_url)
-    before = _transactions(r)
-    _drain(stack, 20)
-    assert _transactions(r) - before < 20  # the fast path: no MULTI per ack
+    with client_for(stack) as api:
+        ids = [api.submit("sleep", {"seconds": 0}) for _ in range(20)]
+        before = _transactions(r)
+        programmatic_worker(stack, "programmatic")
+        for task_id in ids:
+            assert api.wait_task(task_id, timeout=60)["state"] == "SUCCESS"
+    # A backlog: fetched by the script and acknowledged in the finish, so only the worker's
+    # start-up MULTIs (kombu's restore mutex), where kombu's own path makes two per task.
+    assert _transactions(r) - before < 10
     assert _unacknowledged(r) == (0, 0, 0)
 
 
