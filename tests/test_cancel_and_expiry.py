@@ -9,7 +9,7 @@ import pytest
 
 from devstack.processes import Stack
 from tests.conftest import client_for
-from tests.helpers import programmatic_worker
+from tests.helpers import programmatic_worker, wait_for
 
 
 def test_cancel_with_no_worker_online_means_the_task_never_runs(
@@ -93,13 +93,22 @@ def test_cancel_stops_a_task_that_never_reports_progress(
     assert f"task {task_id} cancelled while running" in worker.output()
 
 
-def test_expired_record_is_410_never_pending(make_stack: Callable[..., Stack]) -> None:
-    stack = make_stack(env={"KUBETASKS_RECORD_TTL_SECONDS": "1"})
+def test_expired_record_is_410_never_pending_then_404_after_the_tombstone_ttl(
+    make_stack: Callable[..., Stack],
+) -> None:
+    tombstone_ttl = 4
+    stack = make_stack(
+        env={
+            "KUBETASKS_RECORD_TTL_SECONDS": "1",
+            "KUBETASKS_TOMBSTONE_TTL_SECONDS": str(tombstone_ttl),
+        }
+    )
     stack.start_redis()
     stack.start_api()
     stack.start_worker()
     with client_for(stack) as api:
         task_id = api.submit("sleep", {"seconds": 0})
+        submitted = time.monotonic()
         assert api.wait_task(task_id)["state"] == "SUCCESS"
         deadline = time.monotonic() + 10
         while (response := api.get(f"/tasks/{task_id}")).status_code == 200:
@@ -108,6 +117,11 @@ def test_expired_record_is_410_never_pending(make_stack: Callable[..., Stack]) -
         assert response.status_code == 410
         assert response.json()["error"] == "task_expired"
         assert api.get("/tasks/0123456789abcdef0123456789abcdef").status_code == 404
+        # The tombstone goes once the task is older than its TTL (the trim runs every
+        # tombstone_ttl / 2): an id that old answers as one never submitted.
+        wait_for(lambda: api.get(f"/tasks/{task_id}").status_code == 404, 10, "404")
+        assert time.monotonic() - submitted >= tombstone_ttl - 0.5
+        assert api.get(f"/tasks/{task_id}").json()["error"] == "task_not_found"
 
 
 def test_backlog_over_the_queue_limit_is_429(make_stack: Callable[..., Stack]) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 from contracts.catalogue import TASKS
@@ -21,3 +25,31 @@ def test_every_task_is_named_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     for name in TASKS:
         assert f"`{name}`" in readme
+
+
+def _registered(module: str) -> set[str]:
+    """The metric names a module registers, as Prometheus exposes them (a counter's `_total`),
+    read in a fresh interpreter: the worker's metrics set their multiprocess mode at import."""
+    code = (
+        "import json, os, sys, tempfile\n"
+        "os.environ['PROMETHEUS_MULTIPROC_DIR'] = tempfile.mkdtemp()\n"
+        f"import {module} as m\n"
+        "from prometheus_client import REGISTRY\n"
+        "registry = getattr(m, 'REGISTRY', REGISTRY)\n"
+        "names = [f.name + ('_total' if f.type == 'counter' else '') for f in registry.collect()]\n"
+        "print(json.dumps(sorted(n for n in names if n.startswith('kubetasks_'))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    return set(json.loads(out.stdout))
+
+
+def test_docs_metrics_lists_every_metric_the_code_registers() -> None:
+    documented = set(
+        re.findall(r"^\| `(kubetasks_\w+)`", (ROOT / "docs/metrics.md").read_text(), re.M)
+    )
+    registered = _registered("api.metrics") | _registered("worker.metrics")
+    assert "kubetasks_tasks_rejected_total" in registered  # the worker's, read for real
+    assert documented == registered

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable
 
 from devstack.processes import Stack
-from tests.conftest import client_for
+from tests.conftest import FAST_ENV, client_for
 from tests.helpers import sample, scrape, wait_for
 
 
@@ -116,3 +117,21 @@ def test_killed_pool_process_does_not_leave_a_task_in_progress(
             10,
             "the cancelled task to leave the in-progress gauge",
         )
+
+
+def test_a_killed_worker_leaves_queues_after_the_heartbeat_max_age(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack()
+    stack.start_redis()
+    stack.start_api()
+    worker = stack.start_worker()
+    max_age = float(FAST_ENV["KUBETASKS_WORKER_HEARTBEAT_MAX_AGE_SECONDS"])
+    with client_for(stack) as api:
+        wait_for(lambda: api.queue("default")["workers"] == 1, 10, "the worker in /queues")
+        worker.kill()  # no goodbye: only its heartbeat stops
+        killed = time.monotonic()
+        assert api.queue("default")["workers"] == 1  # not at once: it may only be slow
+        wait_for(lambda: api.queue("default")["workers"] == 0, max_age + 3, "it to leave")
+        assert time.monotonic() - killed >= max_age - 1
+        assert api.get("/queues").json()["workers"] == 0

@@ -167,7 +167,9 @@ class Housekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
         )
         self._spawn("heartbeat", settings.worker_heartbeat_interval_seconds, self.heartbeat.beat)
         self._spawn("delayed-mover", settings.scheduler_interval_seconds, self._move)
-        self._spawn("index-trim", TRIM_EVERY_SECONDS, self._trim)
+        # Often enough that an expired task's tombstone goes about when the TTL says.
+        trim_every = min(TRIM_EVERY_SECONDS, settings.tombstone_ttl_seconds / 2)
+        self._spawn("index-trim", trim_every, self._trim)
         reap_every = min(REAP_EVERY_SECONDS, settings.orphan_after_seconds / 3)
         self._spawn("orphan-reaper", reap_every, self._reap)
         self._spawn("cancel-watch", CANCEL_CHECK_SECONDS, CancelWatch().check)
