@@ -90,7 +90,7 @@ class FastLane:
             await self.app(scope, _replay(raw, receive), send)
             return
         scope["route"] = _SUBMIT_ROUTE
-        work = tasks.accept(_store(scope), body, scope.get("root_path", ""))
+        work = tasks.accept(_store(scope), body, scope)
         await self._answer(scope, receive, send, work)
 
     async def _answer(
