@@ -264,8 +264,11 @@ class BodyLimit:
             return
         limit = self.settings.max_body_bytes
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await render(BodyTooLarge(limit), self.settings)(scope, receive, send)
+        if declared is not None:
+            if not declared.isdigit() or int(declared) > limit:
+                await render(BodyTooLarge(limit), self.settings)(scope, receive, send)
+            else:  # the server delivers no more than the declared length
+                await self.app(scope, receive, send)
             return
         seen = 0
 

@@ -55,6 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    # Each one added goes around the ones before: the fast lane is innermost, so everything
+    # else applies to its answers too (it checks this at start-up).
+    app.add_middleware(FastLane, settings=settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -63,7 +66,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["X-API-Key", "Content-Type"],
         )
     app.add_middleware(errors.BodyLimit, settings=settings)
-    app.add_middleware(FastLane, settings=settings)
     app.add_middleware(HttpMetrics)
     return app
 
