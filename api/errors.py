@@ -110,7 +110,12 @@ def _text(exc: Exception, _: Settings) -> str:
     return str(exc)
 
 
-ANSWERS: dict[type[Exception], Answer] = {
+def _detail(exc: HTTPException, _: Settings) -> str:
+    return str(exc.detail)
+
+
+# Keyed by exception class, or by status for the HTTPExceptions Starlette and FastAPI raise.
+ANSWERS: dict[type[Exception] | int, Answer] = {
     RequestValidationError: Answer(
         422,
         "invalid_request",
@@ -164,7 +169,7 @@ ANSWERS: dict[type[Exception], Answer] = {
         413,
         "body_too_large",
         "the body is over KUBETASKS_MAX_BODY_BYTES",
-        lambda exc, _: str(exc.detail),
+        _detail,
         rejection="too_large",
     ),
     BacklogFull: Answer(
@@ -192,39 +197,50 @@ ANSWERS: dict[type[Exception], Answer] = {
         (RETRY_AFTER,),
         rejection="redis_unavailable",
     ),
+    400: Answer(400, "bad_request", "the body cannot be parsed (not UTF-8, say)", _detail),
+    404: Answer(404, "not_found", "no such route or file", _detail),
+    405: Answer(405, "method_not_allowed", "the route does not take this method", _detail),
 }
 
-# The HTTPExceptions Starlette and FastAPI raise themselves: no such route, a method the route
-# does not take, a body that cannot be read (400).
-_FRAMEWORK_CODES = {404: "not_found", 405: "method_not_allowed"}
+_INTERNAL = Answer(
+    500,
+    "internal_error",
+    "the server failed",
+    lambda exc, _: "the server failed; the error is in its log",
+)
 
 
-def answer_for(kind: type[BaseException]) -> Answer | None:
-    """The table's row for an exception class or its nearest base class in the table."""
-    return next((ANSWERS[k] for k in kind.__mro__ if k in ANSWERS), None)
+def answer_for(exc: Exception) -> Answer | None:
+    """The table's row for the exception's class or its nearest base class in the table, or
+    for one of the framework's HTTPExceptions, its status'."""
+    row = next((ANSWERS[k] for k in type(exc).__mro__ if k in ANSWERS), None)
+    if row is None and isinstance(exc, HTTPException):
+        row = ANSWERS.get(exc.status_code)
+    return row
 
 
 def render(exc: Exception, settings: Settings) -> JSONResponse:
     """The answer to an exception raised while serving a request."""
-    answer = answer_for(type(exc))
-    if answer is not None:
-        if isinstance(exc, redis.exceptions.RedisError) and not isinstance(exc, _OUTAGE):
-            log.exception("unexpected Redis error")
-        return answer.render(exc, settings)
-    if isinstance(exc, HTTPException):
-        code = _FRAMEWORK_CODES.get(exc.status_code, "http_error")
-        body = {"error": code, "message": str(exc.detail)}
-        return JSONResponse(body, exc.status_code, exc.headers)
-    log.exception("unhandled error")
-    body = {"error": "internal_error", "message": "the server failed; the error is in its log"}
-    return JSONResponse(body, 500)
+    answer = answer_for(exc)
+    if answer is None:
+        if isinstance(exc, HTTPException):  # a status the table lacks
+            answer = Answer(exc.status_code, "http_error", "", _detail)
+        else:
+            log.exception("unhandled error")
+            answer = _INTERNAL
+    elif isinstance(exc, redis.exceptions.RedisError) and not isinstance(exc, _OUTAGE):
+        log.exception("unexpected Redis error")
+    response = answer.render(exc, settings)
+    if isinstance(exc, HTTPException) and exc.headers:  # 405's Allow
+        response.headers.update(exc.headers)
+    return response
 
 
-def responses(*kinds: type[Exception]) -> dict[int | str, dict[str, Any]]:
-    """The OpenAPI `responses` of a route or router that raises `kinds`, from the table."""
+def responses(*raised: type[Exception] | int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` of a route or router that raises these, from the table."""
     by_status: dict[int, list[Answer]] = {}
-    for kind in kinds:
-        by_status.setdefault(ANSWERS[kind].status, []).append(ANSWERS[kind])
+    for key in raised:
+        by_status.setdefault(ANSWERS[key].status, []).append(ANSWERS[key])
     return {
         status: {
             "model": ErrorBody,

@@ -130,11 +130,13 @@ def test_every_row_of_the_error_table_is_answered_and_documented_as_it_says(
     redis = stack.start_redis()
     stack.start_api()
     worker = stack.start_worker(queues=["default"])
-    produced: set[type[Exception]] = set()
+    produced: set[type[Exception] | int] = set()
 
-    def expect(kind: type[Exception], method: str, route: str, path: str, **kw: Any) -> None:
-        """The request gets the row's answer, counted and documented on its route as it says;
-        it sends the API key unless `key` says otherwise."""
+    def expect(
+        kind: type[Exception] | int, method: str, route: str | None, path: str, **kw: Any
+    ) -> None:
+        """The request gets the row's answer, counted and documented on its route (if it has
+        one) as the row says; it sends the API key unless `key` says otherwise."""
         answer = ANSWERS[kind]
         rejections_before = scrape(f"{stack.api_url}/metrics")
         key = kw.pop("key", KEY)
@@ -152,9 +154,10 @@ def test_every_row_of_the_error_table_is_answered_and_documented_as_it_says(
                 rejections_before, REJECTIONS, reason=reason
             )
             assert counted == (reason == answer.rejection), (kind, reason)
-        documented = spec["paths"][route][method.lower()]["responses"][str(answer.status)]
-        assert f"`{answer.code}`" in documented["description"]
-        assert {h.name for h in answer.headers} <= set(documented.get("headers", {}))
+        if route is not None:
+            documented = spec["paths"][route][method.lower()]["responses"][str(answer.status)]
+            assert f"`{answer.code}`" in documented["description"]
+            assert {h.name for h in answer.headers} <= set(documented.get("headers", {}))
         produced.add(kind)
 
     with client_for(stack, **{"X-API-Key": KEY}) as api:
@@ -177,6 +180,9 @@ def test_every_row_of_the_error_table_is_answered_and_documented_as_it_says(
         big = b'{"name": "sleep", "args": {"note": "' + b"x" * 2_000_000 + b'"}}'
         headers = {"content-type": "application/json"}
         expect(BodyTooLarge, "POST", "/tasks", "/tasks", content=big, headers=headers)
+        expect(400, "POST", "/tasks", "/tasks", content=b"\xff\xfe\xfa", headers=headers)
+        expect(404, "GET", None, "/nothing-here")
+        expect(405, "PUT", None, "/tasks")
         primes = {"name": "primes", "args": {"limit": 100}}
         expect(BacklogFull, "POST", "/tasks", "/tasks", json=primes)
         assert api.post("/tasks", json=primes).json()["queue"] == "cpu"

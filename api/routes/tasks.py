@@ -63,7 +63,7 @@ def _checked_args(spec: TaskSpec, args: dict[str, Any]) -> dict[str, Any]:
     "",
     status_code=202,
     response_model=Submitted,
-    responses=responses(BodyTooLarge, BacklogFull),
+    responses=responses(400, BodyTooLarge, BacklogFull),
     summary='Submit a task (or the seed\'s {"type": N})',
 )
 async def submit(
