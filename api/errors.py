@@ -1,8 +1,17 @@
-"""Every error leaves the API as JSON with a clear message: never a traceback, never a hang."""
+"""Every error leaves the API as JSON `{"error", "message", ...}` with a clear message: never a
+traceback, never a hang.
+
+One table, `ANSWERS`, says how each exception is answered: status, error code, message, headers.
+FastAPI's exception handlers, the body limit and the fast lane (api/fastlane.py) all answer
+through `render`, and the routes' OpenAPI `responses` are generated from the table by
+`responses`, so the documentation cannot drift from the answers.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis.exceptions
@@ -13,7 +22,18 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import metrics
-from api.store import BacklogFull, DeadLetterNotFound, TaskExpired, TaskNotFound
+from api.exceptions import (
+    BacklogFull,
+    BodyTooLarge,
+    DeadLetterNotFound,
+    Forbidden,
+    RedisUnavailable,
+    TaskAlreadyEnded,
+    TaskExpired,
+    TaskNotFound,
+    Unauthorized,
+)
+from api.schemas import ErrorBody
 from contracts.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,8 +42,45 @@ log = logging.getLogger(__name__)
 _OUTAGE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
-def error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
+@dataclass(frozen=True)
+class Header:
+    name: str
+    description: str
+    value: Callable[[Settings], str]
+    type: str = "string"
+
+
+RETRY_AFTER = Header(
+    "Retry-After",
+    "Seconds to wait before trying again (KUBETASKS_RETRY_AFTER_SECONDS).",
+    lambda settings: str(settings.retry_after_seconds),
+    "integer",
+)
+WWW_AUTHENTICATE = Header(
+    "WWW-Authenticate", "How to authenticate: an API key in X-API-Key.", lambda _: "ApiKey"
+)
+
+
+def _nothing(_: Any) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    code: str
+    when: str  # the OpenAPI description
+    message: Callable[[Any, Settings], str]
+    headers: tuple[Header, ...] = ()
+    details: Callable[[Any], dict[str, Any]] = _nothing
+    rejection: str | None = None  # the `reason` of kubetasks_api_rejections_total, if counted
+
+    def render(self, exc: Exception, settings: Settings) -> JSONResponse:
+        if self.rejection:
+            metrics.REJECTIONS.labels(reason=self.rejection).inc()
+        body = {"error": self.code, "message": self.message(exc, settings), **self.details(exc)}
+        headers = {h.name: h.value(settings) for h in self.headers}
+        return JSONResponse(body, self.status, headers)
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -32,101 +89,213 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def render(exc: Exception, settings: Settings) -> JSONResponse:
-    """The answer to an exception raised while serving a request; FastAPI's exception handlers
-    and the fast lane (api/fastlane.py) both answer through here."""
-    retry_after = {"Retry-After": str(settings.retry_after_seconds)}
-    match exc:
-        case RequestValidationError():
-            fields = [{"field": _field(e["loc"]), "message": e["msg"]} for e in exc.errors()]
-            summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
-            return error(422, "invalid_request", summary, fields=fields)
-        case HTTPException():
-            code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
-                exc.status_code, "http_error"
-            )
-            response = error(exc.status_code, code, str(exc.detail))
-            response.headers.update(exc.headers or {})
-            return response
-        case TaskNotFound():
-            return error(404, "task_not_found", f"no task with id {exc.args[0]!r} was submitted")
-        case DeadLetterNotFound():
-            message = f"task {exc.args[0]!r} is not in the dead-letter list"
-            return error(404, "dead_letter_not_found", message)
-        case TaskExpired():
-            return error(
-                410,
-                "task_expired",
-                f"task {exc.args[0]!r} finished and its record expired "
-                f"(records are kept {settings.record_ttl_seconds} s after a task ends)",
-            )
-        case BacklogFull():
-            metrics.REJECTIONS.labels(reason="backlog_full").inc()
-            response = error(429, "backlog_full", str(exc), queue=exc.queue)
-            response.headers.update(retry_after)
-            return response
-        case redis.exceptions.RedisError():
-            if not isinstance(exc, _OUTAGE):
-                log.exception("unexpected Redis error")
-            metrics.REJECTIONS.labels(reason="redis_unavailable").inc()
-            response = error(503, "redis_unavailable", f"the task store is unreachable: {exc}")
-            response.headers.update(retry_after)
-            return response
-    log.exception("unhandled error")
-    return error(500, "internal_error", "the server failed; the error is in its log")
+def _fields(exc: RequestValidationError) -> dict[str, Any]:
+    return {"fields": [{"field": _field(e["loc"]), "message": e["msg"]} for e in exc.errors()]}
 
 
-HANDLED = (
-    RequestValidationError,
-    HTTPException,
-    TaskNotFound,
-    DeadLetterNotFound,
-    TaskExpired,
-    BacklogFull,
-    redis.exceptions.RedisError,
-    Exception,
+def _summary(exc: RequestValidationError, _: Settings) -> str:
+    return "; ".join(f"{f['field']}: {f['message']}" for f in _fields(exc)["fields"])
+
+
+def invalid(*problems: tuple[tuple[int | str, ...], str]) -> RequestValidationError:
+    """Problems the request models cannot see (the catalogue, a task's own arguments, the cursor
+    format) as (location, message) pairs, the location starting with "body" or "query": answered
+    like the models' own."""
+    return RequestValidationError(
+        [{"loc": loc, "msg": message, "type": "value_error"} for loc, message in problems]
+    )
+
+
+def _text(exc: Exception, _: Settings) -> str:
+    return str(exc)
+
+
+def _detail(exc: HTTPException, _: Settings) -> str:
+    return str(exc.detail)
+
+
+# Keyed by exception class, or by status for the HTTPExceptions Starlette and FastAPI raise.
+ANSWERS: dict[type[Exception] | int, Answer] = {
+    RequestValidationError: Answer(
+        422,
+        "invalid_request",
+        "the request does not validate; `fields` names each problem",
+        _summary,
+        details=_fields,
+    ),
+    Unauthorized: Answer(
+        401,
+        "unauthorized",
+        "an API key is configured and the request has no X-API-Key",
+        _text,
+        (WWW_AUTHENTICATE,),
+        rejection="unauthorized",
+    ),
+    Forbidden: Answer(
+        403,
+        "forbidden",
+        "X-API-Key is not the configured key",
+        _text,
+        rejection="unauthorized",
+    ),
+    TaskNotFound: Answer(
+        404,
+        "task_not_found",
+        "no task with this id was submitted",
+        lambda exc, _: f"no task with id {exc.task_id!r} was submitted",
+    ),
+    DeadLetterNotFound: Answer(
+        404,
+        "dead_letter_not_found",
+        "the task is not in the dead-letter list",
+        lambda exc, _: f"task {exc.task_id!r} is not in the dead-letter list",
+    ),
+    TaskAlreadyEnded: Answer(
+        409,
+        "task_finished",
+        "the task already succeeded or failed",
+        lambda exc, _: f"task {exc.task_id!r} already ended as {exc.state}",
+    ),
+    TaskExpired: Answer(
+        410,
+        "task_expired",
+        "the task finished and its record expired",
+        lambda exc, settings: (
+            f"task {exc.task_id!r} finished and its record expired (records are kept "
+            f"{settings.record_ttl_seconds} s after a task ends)"
+        ),
+    ),
+    BodyTooLarge: Answer(
+        413,
+        "body_too_large",
+        "the body is over KUBETASKS_MAX_BODY_BYTES",
+        _detail,
+        rejection="too_large",
+    ),
+    BacklogFull: Answer(
+        429,
+        "backlog_full",
+        "the queue holds as many waiting tasks as it may; `queue` names it",
+        _text,
+        (RETRY_AFTER,),
+        details=lambda exc: {"queue": exc.queue},
+        rejection="backlog_full",
+    ),
+    # A failing readiness probe refuses no client's work: not counted as a rejection.
+    RedisUnavailable: Answer(
+        503,
+        "redis_unavailable",
+        "Redis does not answer",
+        lambda exc, _: f"Redis is unreachable: {exc}",
+        (RETRY_AFTER,),
+    ),
+    redis.exceptions.RedisError: Answer(
+        503,
+        "redis_unavailable",
+        "the task store (Redis) does not answer",
+        lambda exc, _: f"the task store is unreachable: {exc}",
+        (RETRY_AFTER,),
+        rejection="redis_unavailable",
+    ),
+    400: Answer(400, "bad_request", "the body cannot be parsed (not UTF-8, say)", _detail),
+    404: Answer(404, "not_found", "no such route or file", _detail),
+    405: Answer(405, "method_not_allowed", "the route does not take this method", _detail),
+}
+
+_INTERNAL = Answer(
+    500,
+    "internal_error",
+    "the server failed",
+    lambda exc, _: "the server failed; the error is in its log",
 )
 
 
-def install(app: FastAPI, settings: Settings) -> None:
-    async def handler(_: Request, exc: Exception) -> JSONResponse:
-        return render(exc, settings)
+def answer_for(exc: Exception) -> Answer | None:
+    """The table's row for the exception's class or its nearest base class in the table, or
+    for one of the framework's HTTPExceptions, its status'."""
+    row = next((ANSWERS[k] for k in type(exc).__mro__ if k in ANSWERS), None)
+    if row is None and isinstance(exc, HTTPException):
+        row = ANSWERS.get(exc.status_code)
+    return row
 
-    for kind in HANDLED:
-        app.add_exception_handler(kind, handler)
+
+def render(exc: Exception, settings: Settings) -> JSONResponse:
+    """The answer to an exception raised while serving a request."""
+    answer = answer_for(exc)
+    if answer is None:
+        if isinstance(exc, HTTPException):  # a status the table lacks
+            answer = Answer(exc.status_code, "http_error", "", _detail)
+        else:
+            log.exception("unhandled error")
+            answer = _INTERNAL
+    elif isinstance(exc, redis.exceptions.RedisError) and not isinstance(exc, _OUTAGE):
+        log.exception("unexpected Redis error")
+    response = answer.render(exc, settings)
+    if isinstance(exc, HTTPException) and exc.headers:  # 405's Allow
+        response.headers.update(exc.headers)
+    return response
+
+
+def responses(*raised: type[Exception] | int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` of a route or router that raises these, from the table."""
+    by_status: dict[int, list[Answer]] = {}
+    for key in raised:
+        by_status.setdefault(ANSWERS[key].status, []).append(ANSWERS[key])
+    return {
+        status: {
+            "model": ErrorBody,
+            "description": "; ".join(f"`{a.code}`: {a.when}" for a in answers),
+            "headers": {
+                h.name: {"description": h.description, "schema": {"type": h.type}}
+                for a in answers
+                for h in a.headers
+            },
+        }
+        for status, answers in by_status.items()
+    }
+
+
+async def handle(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's handler for every exception; api/fastlane.py checks that it is the only one."""
+    settings: Settings = request.app.state.settings
+    return render(exc, settings)
+
+
+def install(app: FastAPI) -> None:
+    for kind in (*ANSWERS, HTTPException, Exception):
+        app.add_exception_handler(kind, handle)
 
 
 class BodyLimit:
-    """Refuses request bodies over the limit (413) before they are read into memory."""
+    """Refuses request bodies over the limit (413) before they are read into memory. The fast
+    lane runs beneath it and reads whole bodies on the strength of it."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self.max_bytes = max_bytes
-
-    def _too_large(self) -> HTTPException:
-        metrics.REJECTIONS.labels(reason="too_large").inc()
-        return HTTPException(413, f"request bodies are limited to {self.max_bytes} bytes")
+        self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.settings.max_body_bytes
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            exc = self._too_large()
-            response = error(413, "body_too_large", str(exc.detail))
-            await response(scope, receive, send)
+        if declared is not None:
+            if not declared.isdigit() or int(declared) > limit:
+                await render(BodyTooLarge(limit), self.settings)(scope, receive, send)
+            else:  # the server delivers no more than the declared length
+                await self.app(scope, receive, send)
             return
         seen = 0
 
         async def limited_receive() -> Message:
-            # A body without Content-Length (chunked) is counted as it arrives; the route's
-            # body parsing turns this HTTPException into the same 413.
+            # A body without Content-Length (chunked) is counted as it arrives; whoever reads it
+            # (FastAPI's body parsing or the fast lane) answers the exception with the same 413.
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise self._too_large()
+            if seen > limit:
+                raise BodyTooLarge(limit)
             return message
 
         await self.app(scope, limited_receive, send)

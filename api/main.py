@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    errors.install(app, settings)
+    errors.install(app)
     for router in (tasks.router, queues.router, deadletters.router, catalogue.router):
         app.include_router(router)
     app.include_router(health.router)
@@ -55,6 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    # Each one added goes around the ones before: the fast lane is innermost, so everything
+    # else applies to its answers too (it checks this at start-up).
+    app.add_middleware(FastLane, settings=settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -62,8 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["X-API-Key", "Content-Type"],
         )
-    app.add_middleware(errors.BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(FastLane, settings=settings)
+    app.add_middleware(errors.BodyLimit, settings=settings)
     app.add_middleware(HttpMetrics)
     return app
 

@@ -74,6 +74,13 @@ DEAD_LETTERS = Gauge(
     "Tasks in the dead-letter list.",
     registry=REGISTRY,
 )
+FAST_LANE = Counter(
+    "kubetasks_api_fast_lane_answers",
+    "Requests answered by the fast lane (api/fastlane.py) rather than FastAPI's routing, by route "
+    "template: against the request count, how much of the hot routes' traffic takes it.",
+    ["route"],
+    registry=REGISTRY,
+)
 REDIS_UP = Gauge(
     "kubetasks_redis_up",
     "1 when this scrape reached Redis, else 0.",

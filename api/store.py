@@ -11,6 +11,7 @@ from typing import Any, Literal
 import orjson
 from redis.asyncio import Redis
 
+from api.exceptions import BacklogFull, DeadLetterNotFound, TaskExpired, TaskNotFound
 from contracts import records, scripts
 from contracts.catalogue import QUEUES, TaskSpec
 from contracts.messages import build_message, message_for_record
@@ -20,24 +21,6 @@ from contracts.settings import Settings
 
 # Entries a listing may pass over (expired records) before it returns a short page.
 LIST_SCAN_FACTOR = 4
-
-
-class TaskNotFound(Exception):
-    """No task with this id was ever submitted (or its tombstone is gone too)."""
-
-
-class TaskExpired(Exception):
-    """The task existed, but its record expired."""
-
-
-class DeadLetterNotFound(Exception):
-    """The task is not in the dead-letter list (never was, or was requeued or discarded)."""
-
-
-class BacklogFull(Exception):
-    def __init__(self, queue: str, ready: int, limit: int) -> None:
-        super().__init__(f"queue {queue!r} holds {ready} waiting tasks (limit {limit})")
-        self.queue, self.ready, self.limit = queue, ready, limit
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import redis.exceptions
 from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
 
-from api.deps import Authorized, StoreDep
+from api.deps import AUTHORIZED_RAISES, Authorized, StoreDep
+from api.errors import responses
+from api.exceptions import DeadLetterNotFound
 from api.schemas import TaskPage, TaskView
 from contracts import records
 
-router = APIRouter(prefix="/deadletters", tags=["dead letters"], dependencies=[Authorized])
+# Every route here takes parameters (FastAPI would document its own 422 shape otherwise).
+router = APIRouter(
+    prefix="/deadletters",
+    tags=["dead letters"],
+    dependencies=[Authorized],
+    responses=responses(*AUTHORIZED_RAISES, RequestValidationError, redis.exceptions.RedisError),
+)
 
 
 @router.get("", response_model=TaskPage, summary="Dead-lettered tasks, newest first")
@@ -27,13 +37,22 @@ async def list_dead_letters(
     )
 
 
-@router.post("/{task_id}/requeue", status_code=202, summary="Queue a dead letter again")
+@router.post(
+    "/{task_id}/requeue",
+    status_code=202,
+    responses=responses(DeadLetterNotFound),
+    summary="Queue a dead letter again",
+)
 async def requeue(task_id: str, store: StoreDep) -> dict[str, str]:
     await store.requeue_dead_letter(task_id)
     return {"task_id": task_id, "state": "PENDING"}
 
 
-@router.delete("/{task_id}", summary="Drop a dead letter (its record expires as usual)")
+@router.delete(
+    "/{task_id}",
+    responses=responses(DeadLetterNotFound),
+    summary="Drop a dead letter (its record expires as usual)",
+)
 async def discard(task_id: str, store: StoreDep) -> dict[str, str]:
     await store.discard_dead_letter(task_id)
     return {"task_id": task_id, "state": "FAILURE"}

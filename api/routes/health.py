@@ -11,7 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import metrics
 from api.deps import StoreDep
-from api.errors import error
+from api.errors import responses
+from api.exceptions import RedisUnavailable
 from api.store import TaskStore
 
 router = APIRouter(tags=["health"])
@@ -23,12 +24,16 @@ async def livez() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Redis answers within the timeout", response_model=None)
-async def readyz(store: StoreDep) -> Response | dict[str, str]:
+@router.get(
+    "/readyz",
+    summary="Redis answers within the timeout",
+    responses=responses(RedisUnavailable),
+)
+async def readyz(store: StoreDep) -> dict[str, str]:
     try:
         await store.ping()
     except redis.exceptions.RedisError as exc:
-        return error(503, "redis_unavailable", f"Redis is unreachable: {exc}")
+        raise RedisUnavailable(str(exc)) from exc
     return {"status": "ok"}
 
 

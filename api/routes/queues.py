@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import time
 
+import redis.exceptions
 from fastapi import APIRouter
 
-from api.deps import Authorized, StoreDep
+from api.deps import AUTHORIZED_RAISES, Authorized, StoreDep
+from api.errors import responses
 from api.schemas import QueuesView, QueueView
 
-router = APIRouter(tags=["queues"], dependencies=[Authorized])
+router = APIRouter(
+    tags=["queues"],
+    dependencies=[Authorized],
+    responses=responses(*AUTHORIZED_RAISES, redis.exceptions.RedisError),
+)
 
 
 @router.get("/queues", response_model=QueuesView, summary="Every configured queue, live")

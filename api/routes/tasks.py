@@ -9,17 +9,19 @@ import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import redis.exceptions
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ValidationError
+from starlette.types import Scope
 
 from api import metrics
-from api.deps import Authorized, StoreDep
-from api.errors import error
+from api.deps import AUTHORIZED_RAISES, Authorized, StoreDep
+from api.errors import invalid, responses
+from api.exceptions import BacklogFull, BodyTooLarge, TaskAlreadyEnded, TaskExpired, TaskNotFound
 from api.schemas import (
     Cancelled,
-    ErrorBody,
     SeedSubmit,
     SubmitBody,
     Submitted,
@@ -27,20 +29,22 @@ from api.schemas import (
     TaskSubmit,
     TaskView,
 )
-from api.store import TaskExpired, TaskNotFound, TaskStore
+from api.store import TaskStore
 from contracts import records
 from contracts.catalogue import QUEUES, SEED_TASK_TYPES, TaskSpec
 from contracts.records import TERMINAL_STATES, State
 
-router = APIRouter(prefix="/tasks", tags=["tasks"], dependencies=[Authorized])
+# Every route here takes parameters (FastAPI would document its own 422 shape otherwise).
+router = APIRouter(
+    prefix="/tasks",
+    tags=["tasks"],
+    dependencies=[Authorized],
+    responses=responses(*AUTHORIZED_RAISES, RequestValidationError, redis.exceptions.RedisError),
+)
 
 MAX_TASK_ID_LENGTH = 64
 EVENTS_POLL_SECONDS = 0.5
 EVENTS_KEEPALIVE_SECONDS = 15.0
-
-_errors: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (401, 403, 404, 410, 422, 429, 503)
-}
 
 
 def _json(body: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -48,26 +52,18 @@ def _json(body: BaseModel, status: int = 200, headers: dict[str, str] | None = N
     return Response(body.model_dump_json(), status, headers, media_type="application/json")
 
 
-def _invalid(field: tuple[str, ...], message: str) -> RequestValidationError:
-    return RequestValidationError(
-        [{"loc": ("body", *field), "msg": message, "type": "value_error"}]
-    )
-
-
 def _checked_args(spec: TaskSpec, args: dict[str, Any]) -> dict[str, Any]:
     try:
         return spec.args_model.model_validate(args).model_dump(mode="json")
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", "args", *e["loc"])} for e in exc.errors(include_url=False)]
-        ) from None
+        raise invalid(*((("body", "args", *e["loc"]), e["msg"]) for e in exc.errors())) from None
 
 
 @router.post(
     "",
     status_code=202,
     response_model=Submitted,
-    responses=_errors,
+    responses=responses(400, BodyTooLarge, BacklogFull),
     summary='Submit a task (or the seed\'s {"type": N})',
 )
 async def submit(
@@ -75,10 +71,10 @@ async def submit(
     store: StoreDep,
     request: Request,
 ) -> Response:
-    return await accept(store, body, request.scope.get("root_path", ""))
+    return await accept(store, body, request.scope)
 
 
-async def accept(store: TaskStore, body: SeedSubmit | TaskSubmit, root_path: str) -> Response:
+async def accept(store: TaskStore, body: SeedSubmit | TaskSubmit, scope: Scope) -> Response:
     """Queue a validated body; the 202 answer. Checks against the catalogue raise
     RequestValidationError before anything is written."""
     tasks = store.settings.tasks
@@ -88,12 +84,16 @@ async def accept(store: TaskStore, body: SeedSubmit | TaskSubmit, root_path: str
         queue, priority, countdown, key = spec.queue, 0, 0.0, None
     else:
         if body.name not in tasks:
-            raise _invalid(("name",), f"unknown task {body.name!r}; known: {', '.join(tasks)}")
+            raise invalid(
+                (("body", "name"), f"unknown task {body.name!r}; known: {', '.join(tasks)}")
+            )
         spec = tasks[body.name]
         args = _checked_args(spec, body.args)
         queue = body.queue or spec.queue
         if queue not in QUEUES:
-            raise _invalid(("queue",), f"unknown queue {queue!r}; known: {', '.join(QUEUES)}")
+            raise invalid(
+                (("body", "queue"), f"unknown queue {queue!r}; known: {', '.join(QUEUES)}")
+            )
         priority, countdown, key = body.priority, body.countdown, body.idempotency_key
     submitted = await store.submit(
         spec, args, queue=queue, priority=priority, countdown=countdown, idempotency_key=key
@@ -103,7 +103,7 @@ async def accept(store: TaskStore, body: SeedSubmit | TaskSubmit, root_path: str
         metrics.SUBMITTED.labels(spec.name, queue).inc()
     else:
         state = State((await store.get(submitted.task_id))[records.Field.STATE])
-    location = f"{root_path}/tasks/{submitted.task_id}"
+    location = f"{scope.get('root_path', '')}/tasks/{submitted.task_id}"
     answer = Submitted(task_id=submitted.task_id, state=state, created=submitted.created)
     return _json(answer, 202, {"Location": location})
 
@@ -121,13 +121,11 @@ def _decode_cursor(cursor: str) -> tuple[str, int]:
     except (ValueError, binascii.Error):
         match = None
     if match is None:
-        message = "not a cursor this API returned"
-        error = {"loc": ("query", "cursor"), "msg": message, "type": "value_error"}
-        raise RequestValidationError([error])
+        raise invalid((("query", "cursor"), "not a cursor this API returned"))
     return match.group(1), int(match.group(2))
 
 
-@router.get("", response_model=TaskPage, responses=_errors, summary="List tasks, newest first")
+@router.get("", response_model=TaskPage, summary="List tasks, newest first")
 async def list_tasks(
     store: StoreDep,
     state: State | None = None,
@@ -136,9 +134,7 @@ async def list_tasks(
     cursor: str | None = None,
 ) -> TaskPage:
     if name is not None and name not in store.settings.tasks:
-        raise RequestValidationError(
-            [{"loc": ("query", "name"), "msg": f"unknown task {name!r}", "type": "value_error"}]
-        )
+        raise invalid((("query", "name"), f"unknown task {name!r}"))
     page = await store.list(
         records.listing_index(name, state),
         limit=limit,
@@ -160,7 +156,12 @@ async def _view(store: TaskStore, task_id: str) -> TaskView:
     return TaskView.from_record(task_id, record, tracebacks=store.settings.show_tracebacks)
 
 
-@router.get("/{task_id}", response_model=TaskView, responses=_errors, summary="Read a task")
+_MISSING = (TaskNotFound, TaskExpired)
+
+
+@router.get(
+    "/{task_id}", response_model=TaskView, responses=responses(*_MISSING), summary="Read a task"
+)
 async def get_task(task_id: str, store: StoreDep) -> Response:
     return await read(store, task_id)
 
@@ -170,26 +171,35 @@ async def read(store: TaskStore, task_id: str) -> Response:
     return _json(await _view(store, task_id))
 
 
+_CANCEL_RAISES = responses(*_MISSING, TaskAlreadyEnded)
+
+
 @router.post(
-    "/{task_id}/cancel", response_model=Cancelled, responses=_errors, summary="Cancel a task"
+    "/{task_id}/cancel",
+    response_model=Cancelled,
+    responses=_CANCEL_RAISES,
+    summary="Cancel a task",
 )
-@router.delete("/{task_id}", response_model=Cancelled, responses=_errors, summary="Cancel a task")
-async def cancel_task(task_id: str, store: StoreDep) -> Cancelled | Response:
+@router.delete(
+    "/{task_id}", response_model=Cancelled, responses=_CANCEL_RAISES, summary="Cancel a task"
+)
+async def cancel_task(task_id: str, store: StoreDep) -> Cancelled:
     """A waiting task will never run; a running one stops at its next progress report.
 
     Celery's `revoke(terminate=True)` is not used: it marks the pool process, and if that
     process outlives the signal, the next task it runs is acknowledged as revoked when it
-    ends, which loses that task.
+    ends, which loses that task. Cancelling a task that is already revoked answers the same
+    200 (a repeated DELETE changes nothing); one that succeeded or failed is a 409.
     """
     outcome, before = await store.cancel(task_id)
     if outcome == "terminal":
-        return error(409, "task_finished", f"task {task_id!r} already ended as {before}")
+        raise TaskAlreadyEnded(task_id, str(before))
     return Cancelled(task_id=task_id, state=State.REVOKED, outcome="revoked")
 
 
 @router.get(
     "/{task_id}/events",
-    responses={**_errors, 200: {"content": {"text/event-stream": {}}}},
+    responses={**responses(*_MISSING), 200: {"content": {"text/event-stream": {}}}},
     summary="Server-Sent Events: the task view on every change, until it ends",
 )
 async def task_events(task_id: str, store: StoreDep) -> StreamingResponse:

@@ -1,0 +1,66 @@
+"""What goes wrong while serving a request, raised where it is found; api/errors.py's table
+says how each is answered (status, error code, headers)."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+
+
+class TaskNotFound(Exception):
+    """No task with this id was ever submitted (or its tombstone is gone too)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
+
+
+class TaskExpired(Exception):
+    """The task existed, but its record expired."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
+
+
+class TaskAlreadyEnded(Exception):
+    """A cancel came after the task succeeded or failed."""
+
+    def __init__(self, task_id: str, state: str) -> None:
+        super().__init__(task_id, state)
+        self.task_id, self.state = task_id, state
+
+
+class DeadLetterNotFound(Exception):
+    """The task is not in the dead-letter list (never was, or was requeued or discarded)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
+
+
+class BacklogFull(Exception):
+    def __init__(self, queue: str, ready: int, limit: int) -> None:
+        super().__init__(f"queue {queue!r} holds {ready} waiting tasks (limit {limit})")
+        self.queue, self.ready, self.limit = queue, ready, limit
+
+
+class Unauthorized(Exception):
+    """An API key is configured and the request sends none."""
+
+
+class Forbidden(Exception):
+    """The request's API key is not the configured one."""
+
+
+class RedisUnavailable(Exception):
+    """The readiness probe could not reach Redis."""
+
+
+class BodyTooLarge(HTTPException):
+    """The request body is over KUBETASKS_MAX_BODY_BYTES.
+
+    An HTTPException because it can be raised while FastAPI reads a body, and FastAPI turns any
+    other exception from there into a 400."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"request bodies are limited to {max_bytes} bytes")
