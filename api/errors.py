@@ -27,6 +27,7 @@ from api.exceptions import (
     BodyTooLarge,
     DeadLetterNotFound,
     Forbidden,
+    IdempotencyKeyReused,
     RedisUnavailable,
     TaskAlreadyEnded,
     TaskExpired,
@@ -155,6 +156,16 @@ ANSWERS: dict[type[Exception] | int, Answer] = {
         "task_finished",
         "the task already succeeded or failed",
         lambda exc, _: f"task {exc.task_id!r} already ended as {exc.state}",
+    ),
+    IdempotencyKeyReused: Answer(
+        409,
+        "idempotency_key_reused",
+        "the idempotency key was used for another task or other arguments; `task_id` names it",
+        lambda exc, _: (
+            f"idempotency key {exc.key!r} was used for task {exc.task_id!r} with another task "
+            "name or other arguments; use a new key for new work"
+        ),
+        details=lambda exc: {"task_id": exc.task_id},
     ),
     TaskExpired: Answer(
         410,

@@ -30,6 +30,14 @@ class TaskAlreadyEnded(Exception):
         self.task_id, self.state = task_id, state
 
 
+class IdempotencyKeyReused(Exception):
+    """The idempotency key was used for another task, or the same task with other arguments."""
+
+    def __init__(self, key: str, task_id: str) -> None:
+        super().__init__(key, task_id)
+        self.key, self.task_id = key, task_id
+
+
 class DeadLetterNotFound(Exception):
     """The task is not in the dead-letter list (never was, or was requeued or discarded)."""
 

@@ -11,7 +11,13 @@ from typing import Any, Literal
 import orjson
 from redis.asyncio import Redis
 
-from api.exceptions import BacklogFull, DeadLetterNotFound, TaskExpired, TaskNotFound
+from api.exceptions import (
+    BacklogFull,
+    DeadLetterNotFound,
+    IdempotencyKeyReused,
+    TaskExpired,
+    TaskNotFound,
+)
 from contracts import records, scripts
 from contracts.catalogue import QUEUES, TaskSpec
 from contracts.messages import build_message, message_for_record
@@ -139,6 +145,8 @@ class TaskStore:
         )
         if outcome == b"full":
             raise BacklogFull(queue, int(value), limit)
+        if outcome == b"conflict":
+            raise IdempotencyKeyReused(idempotency_key or "", value.decode())
         return Submitted(task_id=value.decode(), created=outcome == b"created")
 
     async def get(self, task_id: str) -> dict[str, str]:

@@ -16,6 +16,7 @@ from api.exceptions import (
     BodyTooLarge,
     DeadLetterNotFound,
     Forbidden,
+    IdempotencyKeyReused,
     RedisUnavailable,
     TaskAlreadyEnded,
     TaskExpired,
@@ -183,6 +184,14 @@ def test_every_row_of_the_error_table_is_answered_and_documented_as_it_says(
         expect(400, "POST", "/tasks", "/tasks", content=b"\xff\xfe\xfa", headers=headers)
         expect(404, "GET", None, "/nothing-here")
         expect(405, "PUT", None, "/tasks")
+        keyed = {"name": "sleep", "args": {"seconds": 1}, "idempotency_key": "reused"}
+        first = api.post("/tasks", json=keyed).json()["task_id"]
+        assert api.post("/tasks", json=keyed).json() == {  # the same work: the first task
+            "task_id": first, "state": "PENDING", "created": False,
+        }  # fmt: skip
+        other = {**keyed, "args": {"seconds": 2}}
+        expect(IdempotencyKeyReused, "POST", "/tasks", "/tasks", json=other)
+        assert api.post("/tasks", json=other).json()["task_id"] == first
         primes = {"name": "primes", "args": {"limit": 100}}
         expect(BacklogFull, "POST", "/tasks", "/tasks", json=primes)
         assert api.post("/tasks", json=primes).json()["queue"] == "cpu"

@@ -19,7 +19,14 @@ from starlette.types import Scope
 from api import metrics
 from api.deps import AUTHORIZED_RAISES, Authorized, StoreDep
 from api.errors import invalid, responses
-from api.exceptions import BacklogFull, BodyTooLarge, TaskAlreadyEnded, TaskExpired, TaskNotFound
+from api.exceptions import (
+    BacklogFull,
+    BodyTooLarge,
+    IdempotencyKeyReused,
+    TaskAlreadyEnded,
+    TaskExpired,
+    TaskNotFound,
+)
 from api.schemas import (
     Cancelled,
     SeedSubmit,
@@ -63,7 +70,7 @@ def _checked_args(spec: TaskSpec, args: dict[str, Any]) -> dict[str, Any]:
     "",
     status_code=202,
     response_model=Submitted,
-    responses=responses(400, BodyTooLarge, BacklogFull),
+    responses=responses(400, BodyTooLarge, IdempotencyKeyReused, BacklogFull),
     summary='Submit a task (or the seed\'s {"type": N})',
 )
 async def submit(

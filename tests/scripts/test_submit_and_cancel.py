@@ -78,10 +78,22 @@ def test_an_idempotency_key_answers_with_its_first_task(r: redis.Redis) -> None:
     assert submit(r, "first", idem="key-1") == ["created", "first"]
     assert submit(r, "second", idem="key-1") == ["existing", "first"]
     assert not r.exists(records.record_key("second"))
-    assert r.get(records.idempotency_key("key-1")) == "first"
+    assert str(r.get(records.idempotency_key("key-1"))).startswith("first ")
     assert 0 < r.ttl(records.idempotency_key("key-1")) <= 60
     assert r.hget(records.record_key("first"), "idempotency_key") == "key-1"
     assert r.llen("default") == 1
+
+
+def test_an_idempotency_key_used_for_other_arguments_is_a_conflict(r: redis.Redis) -> None:
+    assert submit(r, "first", idem="key-1") == ["created", "first"]
+    other = run(
+        r, scripts.SUBMIT, record=records.record_key("second"),
+        lists=records.queue_lists("default"), id="second", name="sleep", queue="default", priority=0, args='{"seconds":5}', now=NOW,
+        idem="key-1", idem_ttl=60, list="default", message=message("second"), due=0,
+        max_backlog=100,
+    )  # fmt: skip
+    assert other == ["conflict", "first"]
+    assert not r.exists(records.record_key("second")) and r.llen("default") == 1
 
 
 def test_a_full_queue_refuses_and_writes_nothing(r: redis.Redis) -> None:
