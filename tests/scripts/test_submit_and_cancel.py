@@ -12,7 +12,13 @@ from tests.scripts.conftest import NOW, TASK_ID, indexes, listed, message, run
 
 
 def submit(
-    r: redis.Redis, task_id: str = TASK_ID, *, idem: str = "", due: int = 0, max_backlog: int = 100
+    r: redis.Redis,
+    task_id: str = TASK_ID,
+    *,
+    idem: str = "",
+    due: int = 0,
+    max_backlog: int = 100,
+    args: str = '{"seconds":0}',
 ) -> Any:
     return run(
         r,
@@ -23,7 +29,7 @@ def submit(
         name="sleep",
         queue="default",
         priority=0,
-        args='{"seconds":0}',
+        args=args,
         now=NOW,
         idem=idem,
         idem_ttl=60,
@@ -86,12 +92,7 @@ def test_an_idempotency_key_answers_with_its_first_task(r: redis.Redis) -> None:
 
 def test_an_idempotency_key_used_for_other_arguments_is_a_conflict(r: redis.Redis) -> None:
     assert submit(r, "first", idem="key-1") == ["created", "first"]
-    other = run(
-        r, scripts.SUBMIT, record=records.record_key("second"),
-        lists=records.queue_lists("default"), id="second", name="sleep", queue="default", priority=0, args='{"seconds":5}', now=NOW,
-        idem="key-1", idem_ttl=60, list="default", message=message("second"), due=0,
-        max_backlog=100,
-    )  # fmt: skip
+    other = submit(r, "second", idem="key-1", args='{"seconds":5}')
     assert other == ["conflict", "first"]
     assert not r.exists(records.record_key("second")) and r.llen("default") == 1
 
