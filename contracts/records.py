@@ -50,9 +50,10 @@ DELAYED = "kt:delayed"  # countdowns and retry backoffs, score = due time (ms)
 DELAYED_MESSAGES = "kt:delayed:msg"  # task id -> "<queue list>\n<message>"
 DEADLETTER = "kt:deadletter"
 WORKERS = "kt:workers"  # hostname, score = last heartbeat (s)
-# Delivery tag -> inflight_entry(queue, task id) for every unacknowledged message, written
-# beside kombu's record of it (worker/broker.py), so in-flight work is counted without reading
-# the messages themselves (a thumbnail's can be 700 KB).
+# Delivery tag -> inflight_entry(queue, worker, task id) for every unacknowledged message,
+# written beside kombu's record of it (worker/broker.py), so that in-flight work is counted
+# without reading the messages themselves (a thumbnail's can be 700 KB), and a dead worker's
+# messages are found (contracts/lua/restore_dead.lua).
 INFLIGHT = "kt:inflight"
 # kombu's Redis transport keeps unacknowledged messages here (its defaults; the worker refuses
 # transport options that would move them, see worker.broker).
@@ -66,7 +67,8 @@ worker_key = KeyTemplate("kt:worker:{hostname}")
 state_index = KeyTemplate("kt:tasks:state:{state}")
 name_index = KeyTemplate("kt:tasks:name:{name}")
 name_state_index = KeyTemplate("kt:tasks:name:{name}:state:{state}")
-inflight_entry = KeyTemplate("{queue} {id}")  # queue names have no spaces; ids may
+# Queue names and worker hostnames have no spaces; task ids may.
+inflight_entry = KeyTemplate("{queue} {worker} {id}")
 # Celery's own result, written for tasks a Celery producer queued itself (Field.CELERY_RESULT).
 celery_result_key = KeyTemplate("celery-task-meta-{id}")
 

@@ -23,8 +23,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
+from contracts.catalogue import PRIORITY_STEPS
 from contracts.messages import HEADERS
-from contracts.records import FIELDS, FIXED_KEYS, KEY_TEMPLATES, TERMINAL_STATES, State
+from contracts.records import (
+    FIELDS,
+    FIXED_KEYS,
+    KEY_TEMPLATES,
+    PRIORITY_SEPARATOR,
+    TERMINAL_STATES,
+    State,
+    queue_lists,
+)
 
 Key = str | bytes
 Arg = str | bytes | int | float
@@ -62,6 +71,15 @@ def _prelude() -> str:
         f"local H = {_table('header', HEADERS)}",
         "local TERMINAL = {" + ", ".join(f"{s} = true" for s in sorted(TERMINAL_STATES)) + "}",
     ]
+    # kombu's priority steps, and the list of a queue for a step (queue_lists, one step at a time)
+    steps = ", ".join(str(s) for s in PRIORITY_STEPS)
+    lines.append(f"local PRIORITY_STEPS = {{{steps}}}")
+    assert queue_lists("q")[0] == "q"  # the first step's list is the queue itself
+    lines.append(
+        "local function queue_list(queue, step) if step == "
+        f"{PRIORITY_STEPS[0]} then return queue end return queue .. "
+        f"{_quote(PRIORITY_SEPARATOR)} .. step end"
+    )
     for name, template in KEY_TEMPLATES.items():
         pieces = re.split(r"{(\w+)}", template.template)
         # re.split alternates fixed text and parameter names.
@@ -165,8 +183,9 @@ REAP = load("reap")
 TRIM = load("trim")
 FETCH = load("fetch")
 ADOPT = load("adopt")
+RESTORE_DEAD = load("restore_dead")
 
 ALL = (
     SUBMIT, CANCEL, LIST, QUEUE_STATS, DEADLETTER_REQUEUE, DEADLETTER_DISCARD, START, PROGRESS,
-    FINISH, ABANDON, RETRY, DEFER, REQUEUED, MOVE_DUE, REAP, TRIM, FETCH, ADOPT,
+    FINISH, ABANDON, RETRY, DEFER, REQUEUED, MOVE_DUE, REAP, TRIM, FETCH, ADOPT, RESTORE_DEAD,
 )  # fmt: skip

@@ -21,7 +21,7 @@ import redis
 from contracts import records
 from devstack.processes import ROOT, Process, Stack
 from tests.conftest import FAST_ENV, client_for
-from tests.helpers import programmatic_worker, sample, scrape, wait_for
+from tests.helpers import ApiClient, programmatic_worker, sample, scrape, wait_for
 
 # Short limits so the visibility timeout (and so redelivery after a crash) is seconds away.
 SHORT_VISIBILITY = {
@@ -97,10 +97,60 @@ def task_id(r: redis.Redis) -> str:
     return only.decode()
 
 
-def test_killed_worker_task_is_redelivered_after_the_visibility_timeout(
+def _running_on_one_of_two_workers(
+    stack: Stack, api: ApiClient, seconds: float
+) -> tuple[str, Process, Process]:
+    """A task running on one of two single-process workers: (task id, its worker, the other)."""
+    workers = [stack.start_worker(name, concurrency=1) for name in ("one", "two")]
+    task_id = api.submit("sleep", {"seconds": seconds})
+    running = api.wait_task(task_id, {"STARTED"})
+    victim = next(w for w in workers if running["worker"].startswith(f"{w.name}@"))
+    return task_id, victim, next(w for w in workers if w is not victim)
+
+
+def test_a_killed_workers_task_starts_again_elsewhere_after_the_heartbeat_max_age(
     make_stack: Callable[..., Stack],
 ) -> None:
-    _interrupted_task_completes_on_a_second_worker(make_stack(env=SHORT_VISIBILITY), 3, kill_tree)
+    """A whole worker SIGKILLed (a node lost, an OOM kill): its messages go back as soon as its
+    heartbeat is older than the max age, not after the visibility timeout."""
+    stack = make_stack()
+    stack.start_redis()
+    stack.start_api()
+    max_age = float(FAST_ENV["KUBETASKS_WORKER_HEARTBEAT_MAX_AGE_SECONDS"])
+    visibility = float(FAST_ENV["KUBETASKS_VISIBILITY_TIMEOUT_SECONDS"])
+    with client_for(stack) as api:
+        task_id, victim, survivor = _running_on_one_of_two_workers(stack, api, 8)
+        kill_tree(victim)
+        killed = time.monotonic()
+        again = api.wait_task(task_id, lambda t: t["attempts"] == 2, timeout=max_age + 10)
+        recovered = time.monotonic() - killed
+        assert again["worker"].startswith(f"{survivor.name}@")
+        assert recovered < max_age + 4 < visibility  # the max age, a restore round, a fetch
+        done = api.wait_task(task_id, timeout=30)
+        assert (done["state"], done["attempts"]) == ("SUCCESS", 2)
+
+
+def test_a_frozen_worker_that_comes_back_finds_its_task_taken_and_stops_it(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack()
+    stack.start_redis()
+    stack.start_api()
+    with client_for(stack) as api:
+        task_id, victim, survivor = _running_on_one_of_two_workers(stack, api, 10)
+        os.killpg(victim.pid, signal.SIGSTOP)  # the whole worker, pool included
+        try:
+            taken = api.wait_task(task_id, lambda t: t["attempts"] == 2, timeout=20)
+            assert taken["worker"].startswith(f"{survivor.name}@")
+        finally:
+            os.killpg(victim.pid, signal.SIGCONT)
+        # Its next progress report (within a second) finds another execution holding the task.
+        wait_for(lambda: f"task {task_id} was taken over" in victim.output(), 10, "it to stop")
+        done = api.wait_task(task_id, timeout=30)
+        assert (done["state"], done["attempts"]) == ("SUCCESS", 2)
+        assert done["worker"].startswith(f"{survivor.name}@")
+    succeeded = f"Task sleep[{task_id}] succeeded"
+    assert (victim.output() + survivor.output()).count(succeeded) == 1
 
 
 def test_countdown_longer_than_the_visibility_timeout_runs_once(

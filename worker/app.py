@@ -25,7 +25,7 @@ from contracts.catalogue import PRIORITY_STEPS, QUEUES, TASKS, longest_time_limi
 from contracts.settings import Settings, get_settings
 from worker import cancellation, metrics
 from worker.broker import TRANSPORT, ConfigurationError, TransportCheck, check_transport_options
-from worker.housekeeping import ConsumerLoopPulse, Housekeeping
+from worker.housekeeping import ConsumerLoopPulse, Housekeeping, instance_name
 from worker.lifecycle import RecordedTask
 from worker.records import worker_records
 from worker.registry import IMPLEMENTATIONS
@@ -134,7 +134,10 @@ def _unused_run(args: dict[str, Any]) -> None:
 
 
 @signals.worker_init.connect  # type: ignore[untyped-decorator]
-def _main_process(**_: Any) -> None:
+def _main_process(sender: Any, **_: Any) -> None:
+    # Every record of an unacknowledged message names the worker holding it (kt:inflight), so
+    # that a dead worker's messages can be restored at once (contracts/lua/restore_dead.lua).
+    sender.app.conf.broker_transport_options["kt_worker"] = instance_name(sender.hostname)
     metrics.reset_and_serve(get_settings().worker_metrics_port)
     cancellation.install()  # a single-process pool runs tasks here
 

@@ -121,7 +121,8 @@ class QoS(redis.QoS):
         # kombu's own record (redis.QoS.append), with the in-flight entry in the same MULTI.
         info = message.delivery_info
         exchange, routing_key = info["exchange"], info["routing_key"]
-        entry = records.inflight_entry(routing_key, str(message.headers.get("id", "")))
+        task_id = str(message.headers.get("id", ""))
+        entry = records.inflight_entry(routing_key, self.channel.kt_worker, task_id)
         with self.pipe_or_acquire() as pipe:
             pipe.zadd(records.UNACKED_INDEX, {delivery_tag: time()})
             raw = dumps([message._raw, exchange, routing_key])  # type: ignore[no-untyped-call]
@@ -158,8 +159,13 @@ class QoS(redis.QoS):
 
 class Channel(redis.Channel):
     QoS = QoS
-    from_transport_options = (*redis.Channel.from_transport_options, "kt_fast_path")  # type: ignore[assignment]
+    from_transport_options = (  # type: ignore[assignment]
+        *redis.Channel.from_transport_options,
+        "kt_fast_path",
+        "kt_worker",
+    )
     kt_fast_path = True  # KUBETASKS_WORKER_FAST_PATH, through the transport options
+    kt_worker = ""  # the worker's hostname, set at worker_init (worker.app)
     _blocking = False  # the lists were empty at the last look: wait in BRPOP
     _sent = "BRPOP"  # the fetch command in flight (its reply is read by _brpop_read)
 
@@ -189,7 +195,7 @@ class Channel(redis.Channel):
             for pri in self.priority_steps
             for queue in queues
         ]
-        keys, args = scripts.FETCH.bind(lists=lists, now=time())
+        keys, args = scripts.FETCH.bind(lists=lists, now=time(), worker=self.kt_worker)
         self._sent = "EVALSHA"
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()  # type: ignore[assignment]

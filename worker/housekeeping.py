@@ -14,6 +14,8 @@ import logging
 import os
 import threading
 import time
+import uuid
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,14 @@ class ConsumerLoopPulse(bootsteps.StartStopStep):  # type: ignore[misc]
             self.timer_entry = None
 
 
+@cache
+def instance_name(hostname: str) -> str:
+    """This worker process in the registry and in kt:inflight: its hostname and a nonce, as a
+    container restarted in its pod keeps the hostname (and PID 1) while its predecessor's
+    messages must be found as a dead worker's."""
+    return f"{hostname}#{uuid.uuid4().hex[:8]}"
+
+
 class Heartbeat:
     def __init__(
         self,
@@ -87,7 +97,7 @@ class Heartbeat:
         loop_held_by_tasks: bool,
     ):
         self.settings = settings
-        self.hostname = hostname
+        self.member = instance_name(hostname)
         self.loop_held_by_tasks = loop_held_by_tasks
         self.description = orjson.dumps(
             {"hostname": hostname, "queues": queues, "concurrency": concurrency, "pid": os.getpid()}
@@ -112,10 +122,8 @@ class Heartbeat:
             max_age = self.settings.worker_heartbeat_max_age_seconds
             now = time.time()
             with client.pipeline(transaction=False) as pipe:
-                pipe.zadd(records.WORKERS, {self.hostname: now})
-                pipe.set(
-                    records.worker_key(self.hostname), self.description, px=int(max_age * 1000)
-                )
+                pipe.zadd(records.WORKERS, {self.member: now})
+                pipe.set(records.worker_key(self.member), self.description, px=int(max_age * 1000))
                 # Workers that died without leaving (killed pods) drop out of the registry.
                 pipe.zremrangebyscore(records.WORKERS, "-inf", now - 10 * max_age)
                 pipe.execute()
@@ -128,8 +136,8 @@ class Heartbeat:
     def leave(self) -> None:
         self.settings.worker_ready_file.unlink(missing_ok=True)
         try:
-            self.client.zrem(records.WORKERS, self.hostname)
-            self.client.delete(records.worker_key(self.hostname))
+            self.client.zrem(records.WORKERS, self.member)
+            self.client.delete(records.worker_key(self.member))
         except redis.RedisError:
             pass  # the registry entry expires by itself
 
@@ -173,6 +181,7 @@ class Housekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
         reap_every = min(REAP_EVERY_SECONDS, settings.orphan_after_seconds / 3)
         self._spawn("orphan-reaper", reap_every, self._reap)
         self._spawn("cancel-watch", CANCEL_CHECK_SECONDS, CancelWatch().check)
+        self._spawn("dead-worker-restore", settings.restore_interval_seconds, self._restore_dead)
 
     def stop(self, worker: Any) -> None:
         self.stopping.set()
@@ -195,6 +204,11 @@ class Housekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
         thread = threading.Thread(target=loop, name=f"kubetasks-{name}", daemon=True)
         thread.start()
         self.threads.append(thread)
+
+    @staticmethod
+    def _restore_dead() -> None:
+        if restored := worker_records().restore_dead():
+            log.warning("put back %d messages of workers that stopped beating", restored)
 
     @staticmethod
     def _move() -> None:

@@ -197,8 +197,11 @@ class RecordedTask(Task):  # type: ignore[misc]
             with cancellation.cancellable(task_id):
                 value = IMPLEMENTATIONS[self.name](checked, execution)
             result = orjson.dumps(value)
-        except TaskCancelled:
-            log.info("task %s cancelled while running", task_id)
+        except TaskCancelled as stopped:
+            if str(stopped) == State.REVOKED:
+                log.info("task %s cancelled while running", task_id)
+            else:  # put back as a dead worker's (restore_dead.lua): another copy runs it
+                log.warning("task %s was taken over while this worker was unresponsive", task_id)
             raise Ignore() from None
         except (RecordsUnavailable, RecordScriptError):
             raise  # from ctx.progress: the records' trouble, not the task's

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from functools import cache
@@ -340,6 +341,12 @@ class WorkerRecords:
             )
             requeued += outcome == b"requeued"
         return requeued
+
+    def restore_dead(self) -> int:
+        """Put back the messages of workers whose heartbeat is older than the max age
+        (contracts/lua/restore_dead.lua); how many."""
+        since = time.time() - self.settings.worker_heartbeat_max_age_seconds
+        return int(self._call(scripts.RESTORE_DEAD, now=now_ms(), since=since))
 
     def move_due(self, limit: int = 500) -> int:
         return int(self._call(scripts.MOVE_DUE, now=now_ms(), limit=limit))

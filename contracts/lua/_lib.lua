@@ -64,9 +64,10 @@ local function ack(tag)
   redis.call('HDEL', K.inflight, tag)
 end
 
--- The parts of a K.inflight value (inflight_entry(queue, id)).
+-- The parts of a K.inflight value (inflight_entry(queue, worker, id)).
 local function inflight_queue(entry) return string.match(entry, '^[^ ]*') end
-local function inflight_task(entry) return string.match(entry, '^[^ ]* (.*)$') or '' end
+local function inflight_worker(entry) return string.match(entry, '^[^ ]* ([^ ]*)') or '' end
+local function inflight_task(entry) return string.match(entry, '^[^ ]* [^ ]* (.*)$') or '' end
 
 -- UTC time of `ms` as Celery writes it in results (datetime.isoformat), without os.date, which
 -- Redis's Lua lacks (Howard Hinnant's civil_from_days).

@@ -23,7 +23,7 @@ FOREIGN_TAG = "producer-tag"
 def adopt(r: redis.Redis, *, due: int = 0, error: str = "", known: bool = True) -> Any:
     r.zadd(records.UNACKED_INDEX, {FOREIGN_TAG: 1})  # the producer's message, delivered
     r.hset(records.UNACKED, FOREIGN_TAG, "[{}]")
-    r.hset(records.INFLIGHT, FOREIGN_TAG, records.inflight_entry("default", TASK_ID))
+    r.hset(records.INFLIGHT, FOREIGN_TAG, records.inflight_entry("default", "w1#a", TASK_ID))
     return run(
         r, scripts.ADOPT, record=REC, id=TASK_ID, name="sleep" if known else "nope",
         queue="default", priority=9, args='{"seconds":0}', now=NOW, due=due, list="default",

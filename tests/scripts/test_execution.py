@@ -65,7 +65,7 @@ def unacknowledged(r: redis.Redis, tag: str) -> None:
     """What kombu and fetch.lua hold for a delivered message."""
     r.zadd(records.UNACKED_INDEX, {tag: NOW / 1000})
     r.hset(records.UNACKED, tag, "[{}]")
-    r.hset(records.INFLIGHT, tag, records.inflight_entry("default", TASK_ID))
+    r.hset(records.INFLIGHT, tag, records.inflight_entry("default", "w1#a", TASK_ID))
 
 
 def held(r: redis.Redis, tag: str) -> bool:

@@ -22,7 +22,7 @@ DEFAULT_LISTS = records.queue_lists("default")
 
 
 def fetch(r: redis.Redis) -> Any:
-    return run(r, scripts.FETCH, lists=DEFAULT_LISTS, now=1234.5)
+    return run(r, scripts.FETCH, lists=DEFAULT_LISTS, now=1234.5, worker="w1#a")
 
 
 def test_fetch_pops_and_records_in_kombus_layout_with_an_inflight_entry(r: redis.Redis) -> None:
@@ -32,7 +32,7 @@ def test_fetch_pops_and_records_in_kombus_layout_with_an_inflight_entry(r: redis
     tag = tag_of(sent)
     assert json.loads(str(r.hget(records.UNACKED, tag))) == [json.loads(sent), "", "default"]
     assert r.zscore(records.UNACKED_INDEX, tag) == 1234.5
-    assert r.hget(records.INFLIGHT, tag) == records.inflight_entry("default", TASK_ID)
+    assert r.hget(records.INFLIGHT, tag) == records.inflight_entry("default", "w1#a", TASK_ID)
     assert fetch(r) is None  # every list empty: the transport blocks in BRPOP instead
 
 
@@ -57,7 +57,7 @@ def test_queue_stats_count_in_flight_work_without_reading_messages(r: redis.Redi
     submit(r, "a")
     submit(r, "b")
     fetch(r)  # "a" is now in flight
-    r.hset(records.INFLIGHT, "stale-tag", records.inflight_entry("default", "gone"))
+    r.hset(records.INFLIGHT, "stale-tag", records.inflight_entry("default", "w1#a", "gone"))
     r.zadd(records.WORKERS, {"w1": 100})
     r.set(records.worker_key("w1"), '{"hostname":"w1"}')
     before = r.info("commandstats")
