@@ -66,6 +66,10 @@ def listener(port: int) -> socket.socket:
     sock = socket.socket()
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # uvicorn --fd wraps the socket as AF_UNIX, so asyncio never sets TCP_NODELAY on the
+        # connections it accepts; Linux copies it from the listener instead. Without it every
+        # response waits on delayed ACKs (about 40 ms: 660 submits/s instead of 3,000).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(("127.0.0.1", port))
         sock.listen(128)
     except OSError:

@@ -121,3 +121,11 @@ def test_the_stack_closes_the_log_files_it_opens(make_stack: Callable[..., Stack
     assert not [w for w in caught if str(stack.workdir) in str(w.message)]
     opened = {Path(f.path) for f in psutil.Process().open_files()}
     assert not {path for path in opened if stack.workdir in path.parents}
+
+
+def test_connections_accepted_on_the_api_listener_send_without_delay() -> None:
+    # uvicorn --fd leaves TCP_NODELAY off; a response then waits on delayed ACKs (~40 ms).
+    with listener(0) as sock, socket.create_connection(sock.getsockname()):
+        accepted, _ = sock.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
