@@ -88,13 +88,61 @@ def test_long_running_containers_have_probes(manifests: list[Manifest]) -> None:
                 assert probe in container, f"{container['name']} lacks {probe}"
 
 
-def test_worker_probes_use_heartbeat_and_ready_files_never_celery_ping(
+def probe_check(probe: dict[str, Any]) -> tuple[str, ...]:
+    """What a probe checks: ("http", path, port), ("exec", *command) or ("tcp", port)."""
+    if "httpGet" in probe:
+        return ("http", probe["httpGet"]["path"], probe["httpGet"]["port"])
+    if "exec" in probe:
+        return ("exec", *probe["exec"]["command"])
+    return ("tcp", probe["tcpSocket"]["port"])
+
+
+WORKER_LIVE = ("exec", "python", "-m", "worker.probe", "live")
+FLOWER_UP = ("http", "/flower/healthcheck", "http")
+# (kind, name suffix) -> probe -> what it checks. Only the API's start-up probe, the worker's
+# readiness and Redis's own readiness reach Redis: a Redis outage must not take the API out of
+# its Service (docs/deploy.md, "Probes").
+PROBES: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
+    ("Deployment", "-api"): {
+        "startupProbe": ("http", "/readyz?deep=1", "http"),
+        "readinessProbe": ("http", "/readyz", "http"),
+        "livenessProbe": ("http", "/livez", "http"),
+    },
+    ("Deployment", "-worker"): {
+        "startupProbe": WORKER_LIVE,
+        "readinessProbe": ("exec", "python", "-m", "worker.probe", "ready"),
+        "livenessProbe": WORKER_LIVE,
+    },
+    ("Deployment", "-flower"): {
+        "startupProbe": FLOWER_UP,
+        "readinessProbe": FLOWER_UP,
+        "livenessProbe": FLOWER_UP,
+    },
+    ("StatefulSet", "-redis"): {
+        "startupProbe": ("tcp", "redis"),
+        "readinessProbe": ("exec", "sh", "-c", "redis-cli -h 127.0.0.1 ping | grep -q PONG"),
+        "livenessProbe": ("tcp", "redis"),
+    },
+}
+
+
+def test_every_probe_checks_what_its_component_documents(manifests: list[Manifest]) -> None:
+    rendered = {
+        (w["kind"], w["metadata"]["name"].removeprefix(RELEASE)): w for w in workloads(manifests)
+    }
+    assert {"-api", "-worker"} <= {suffix for _, suffix in rendered}
+    for key, expected in PROBES.items():
+        if key not in rendered:  # external Redis
+            continue
+        [container] = pod_spec(rendered[key])["containers"]
+        checks = {name: probe_check(container[name]) for name in expected}
+        assert checks == expected, key
+
+
+def test_worker_startup_probe_waits_a_minute_and_no_probe_pings_celery(
     manifests: list[Manifest],
 ) -> None:
     worker = pod_spec(one(manifests, "Deployment", "-worker"))["containers"][0]
-    assert worker["livenessProbe"]["exec"]["command"] == ["python", "-m", "worker.probe", "live"]
-    assert worker["readinessProbe"]["exec"]["command"] == ["python", "-m", "worker.probe", "ready"]
-    assert worker["startupProbe"]["exec"]["command"] == ["python", "-m", "worker.probe", "live"]
     startup = worker["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
     for workload in workloads(manifests):
