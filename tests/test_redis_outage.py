@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
+from contracts.settings import Settings
 from devstack.processes import Stack
 from tests.chart.rendering import one, pod_spec, render
 from tests.conftest import client_for
 from tests.helpers import ApiClient, wait_for
+from worker.records import RecordsUnavailable, WorkerRecords
+
+# RFC 6761: names under .invalid never resolve.
+UNRESOLVABLE_HOST = "kt-no-such-redis.invalid"
 
 
 def test_redis_down_gives_fast_503_and_recovery_needs_no_restart(
@@ -114,3 +121,27 @@ def test_a_redis_outage_leaves_api_and_flower_ready_and_the_deep_check_follows_r
         stack.start_redis()
         wait_for(lambda: deep_answers(api, 200), 10, "the deep check to see Redis again")
         assert api.post("/tasks", json={"type": 0}).status_code == 202
+
+
+def test_a_redis_host_that_does_not_resolve_is_an_outage(make_stack: Callable[..., Stack]) -> None:
+    # What the API logged while the headless Service had no address: redis-py raises the
+    # resolver's gaierror as a ConnectionError, which the API and the worker treat as an outage.
+    with pytest.raises(socket.gaierror):
+        socket.getaddrinfo(UNRESOLVABLE_HOST, 6379)
+    url = f"redis://{UNRESOLVABLE_HOST}:6379/0"
+    stack = make_stack()
+    stack.start_api(KUBETASKS_REDIS_URL=url)
+    with client_for(stack) as api:
+        start = time.monotonic()
+        response = api.post("/tasks", json={"type": 0})
+        assert time.monotonic() - start < 2
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "2"
+        assert response.json()["error"] == "redis_unavailable"
+        assert UNRESOLVABLE_HOST in response.json()["message"]  # not a timeout
+        assert api.get("/readyz").status_code == 200
+        assert api.get("/readyz?deep=1").status_code == 503
+
+    records = WorkerRecords(Settings(redis_url=url), socket_timeout=0.5)
+    with pytest.raises(RecordsUnavailable, match=UNRESOLVABLE_HOST):
+        records.states(["0123456789abcdef0123456789abcdef"])
