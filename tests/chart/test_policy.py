@@ -3,10 +3,12 @@ probes, labels and selectors, autoscaling, shutdown timing and the Redis Network
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from .rendering import (
     CI_VALUES,
@@ -242,6 +244,33 @@ def test_kubetasks_containers_get_the_redis_url(manifests: list[Manifest]) -> No
                 assert "KUBETASKS_REDIS_URL" in env_of(container)
 
 
+REDIS_URL = re.compile(r"redis://[^@/\s]*@(?P<host>[^:/\s]+):(?P<port>\d+)/")
+
+
+def test_every_redis_url_names_the_cluster_ip_service(manifests: list[Manifest]) -> None:
+    """Clients go through a ClusterIP, whose address outlives a Redis restart; the headless
+    Service stays the StatefulSet's (through it the name stops resolving while Redis is down)."""
+    if not by_kind(manifests, "StatefulSet"):  # external Redis: the URL is the user's
+        return
+    redis = one(manifests, "StatefulSet", "-redis")
+    services = {s["metadata"]["name"]: s["spec"] for s in by_kind(manifests, "Service")}
+    assert services[redis["spec"]["serviceName"]]["clusterIP"] == "None"
+    clients = [
+        env_of(container)["KUBETASKS_REDIS_URL"]["value"]
+        for workload in workloads(manifests)
+        for container in pod_spec(workload)["containers"]
+        if container["name"] in {"api", "worker", "flower"}
+    ]
+    urls = REDIS_URL.findall(yaml.safe_dump_all(manifests))  # anywhere in any object
+    assert len(urls) == len(clients) >= 2
+    pod_labels = redis["spec"]["template"]["metadata"]["labels"]
+    for host, port in urls:
+        service = services[host]
+        assert service["type"] == "ClusterIP" and "clusterIP" not in service, host
+        assert service["selector"].items() <= pod_labels.items()
+        assert int(port) in [p["port"] for p in service["ports"]]
+
+
 def test_redis_network_policy_admits_only_api_worker_and_flower(manifests: list[Manifest]) -> None:
     statefulsets = by_kind(manifests, "StatefulSet")
     policies = by_kind(manifests, "NetworkPolicy")
@@ -293,7 +322,7 @@ def test_generated_secrets_are_referenced_by_the_pods() -> None:
     password = env_of(api)["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
     assert password["key"] in secrets[password["name"]]["data"]
     url = env_of(api)["KUBETASKS_REDIS_URL"]["value"]
-    assert url == "redis://:$(REDIS_PASSWORD)@kubetasks-redis:6379/0"
+    assert url == "redis://:$(REDIS_PASSWORD)@kubetasks-redis-client:6379/0"
     flower = pod_spec(one(manifests, "Deployment", "-flower"))["containers"][0]
     auth = env_of(flower)["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"]
     assert auth["key"] in secrets[auth["name"]]["data"]
