@@ -304,6 +304,20 @@ def test_redis_persists_with_aof_and_never_evicts() -> None:
     assert image.startswith("docker.io/library/redis:"), "official image, no Bitnami"
 
 
+def test_a_re_apply_finds_the_redis_objects_as_the_api_server_returns_them() -> None:
+    """Client-side `kubectl apply` re-sends every field the server returns otherwise, and reports
+    the object "configured" on each apply though nothing changes: a volumeClaimTemplates list
+    missing what the server adds (it is compared whole), a Service bool set to false (dropped)."""
+    manifests = render([CI["default"]])
+    [claim] = one(manifests, "StatefulSet", "-redis")["spec"]["volumeClaimTemplates"]
+    assert (claim["apiVersion"], claim["kind"]) == ("v1", "PersistentVolumeClaim")
+    assert claim["spec"]["volumeMode"] == "Filesystem"
+    assert claim["status"] == {"phase": "Pending"}
+    assert "creationTimestamp" not in claim["metadata"]  # omitted since Kubernetes 1.34
+    for service in by_kind(manifests, "Service"):
+        assert False not in service["spec"].values(), service["metadata"]["name"]
+
+
 def test_external_redis_uses_the_url_secret_and_renders_no_redis() -> None:
     manifests = render([CI["external-redis"]])
     assert not by_kind(manifests, "StatefulSet")
