@@ -192,7 +192,7 @@ ANSWERS: dict[type[Exception] | int, Answer] = {
         details=lambda exc: {"queue": exc.queue},
         rejection="backlog_full",
     ),
-    # A failing readiness probe refuses no client's work: not counted as a rejection.
+    # A failing deep readiness check refuses no client's work: not counted as a rejection.
     RedisUnavailable: Answer(
         503,
         "redis_unavailable",

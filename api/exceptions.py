@@ -61,7 +61,7 @@ class Forbidden(Exception):
 
 
 class RedisUnavailable(Exception):
-    """The readiness probe could not reach Redis."""
+    """The deep readiness check (`/readyz?deep=1`) could not reach Redis."""
 
 
 class BodyTooLarge(HTTPException):

@@ -237,6 +237,7 @@ class Stack:
     ) -> Process:
         """Start a child of this stack (its own session, its log `<name>.log`, stopped with the
         stack); `start_*` use it, and tests for processes the stack has no `start_*` for."""
+        self.workdir.mkdir(parents=True, exist_ok=True)  # Redis, which makes it, may not run
         log = self.workdir / f"{name}.log"
         with contextlib.ExitStack() as files:
             out = None if self.console else files.enter_context(log.open("ab"))

@@ -53,3 +53,11 @@ def test_docs_metrics_lists_every_metric_the_code_registers() -> None:
     registered = _registered("api.metrics") | _registered("worker.metrics")
     assert "kubetasks_tasks_rejected_total" in registered  # the worker's, read for real
     assert documented == registered
+
+
+def test_readme_and_deploy_guide_say_to_set_the_k8s_images_first() -> None:
+    step = re.compile(r"kustomize edit set image kubetasks-api=\S+ +\\?\s*kubetasks-worker=\S+")
+    for doc in ("README.md", "docs/deploy.md"):
+        text = (ROOT / doc).read_text()
+        assert step.search(text), f"{doc} does not give the step that sets both images"
+        assert "REGISTRY.example" in text, f"{doc} does not name the placeholder registry"

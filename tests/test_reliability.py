@@ -224,7 +224,7 @@ def test_redis_killed_and_restarted_with_aof_keeps_queued_tasks_and_results(
         redis.stop(signal.SIGKILL)
         stack.processes.remove(redis)
         stack.start_redis(appendonly=True)
-        wait_for(lambda: api.get("/readyz").status_code == 200, 10, "the API to reconnect")
+        wait_for(lambda: api.get("/readyz?deep=1").status_code == 200, 10, "the API to reconnect")
 
         assert api.queue("default")["ready"] == 5
         for i, task_id in enumerate(finished):

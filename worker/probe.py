@@ -1,5 +1,14 @@
 """Kubernetes exec probes: `python -m worker.probe live|ready` (exit 0 when healthy).
 
+`live` (start-up and liveness): the heartbeat file is younger than the max age, i.e. the
+consumer's loop ran, or was excused while it waited for Redis or a task held it. A Redis outage
+never fails it: restarting every worker would not bring Redis back.
+`ready`: live, and the ready file exists, i.e. the last heartbeat reached Redis. Unlike the API's,
+this readiness checks the shared Redis on purpose: no Service selects workers, so it routes no
+traffic; it only decides whether a worker counts as available, which holds back a rollout (a new
+worker that cannot reach Redis, say with a wrong password, replaces no old one) and, through the
+worker PDB, node drains while Redis is down.
+
 Reads two files the worker's housekeeping writes; imports neither Celery nor the tasks, so a
 probe costs a few milliseconds.
 """

@@ -1,12 +1,20 @@
-"""Probes for Kubernetes and the Prometheus scrape endpoint."""
+"""Probes for Kubernetes and the Prometheus scrape endpoint.
+
+Readiness says whether this process can serve, not whether Redis is up: every API pod shares the
+one Redis, so a Redis check would take them all out of their Service at once, and clients would
+get connection refused (or an ingress's own 502) instead of the API's 503 with Retry-After.
+`/readyz?deep=1` adds the Redis check for the start-up probe (a new pod that cannot reach Redis
+never joins the Service, so a rollout with a wrong Redis URL or password stalls) and for people.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Annotated
 
 import redis.exceptions
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import metrics
@@ -26,15 +34,22 @@ async def livez() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Redis answers within the timeout",
+    summary="The app has started and serves requests; with deep=1, Redis answers too",
     responses=responses(RedisUnavailable),
 )
-async def readyz(store: StoreDep) -> dict[str, str]:
+async def readyz(
+    store: StoreDep,
+    deep: Annotated[
+        bool, Query(description="Also ping Redis: 503 `redis_unavailable` when it does not answer")
+    ] = False,
+) -> dict[str, str]:
+    if not deep:
+        return {"status": "ok"}
     try:
         await store.ping()
     except redis.exceptions.RedisError as exc:
         raise RedisUnavailable(str(exc)) from exc
-    return {"status": "ok"}
+    return {"status": "ok", "redis": "ok"}
 
 
 async def refresh_queue_gauges(store: TaskStore) -> None:

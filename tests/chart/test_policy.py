@@ -3,10 +3,12 @@ probes, labels and selectors, autoscaling, shutdown timing and the Redis Network
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from .rendering import (
     CI_VALUES,
@@ -88,13 +90,61 @@ def test_long_running_containers_have_probes(manifests: list[Manifest]) -> None:
                 assert probe in container, f"{container['name']} lacks {probe}"
 
 
-def test_worker_probes_use_heartbeat_and_ready_files_never_celery_ping(
+def probe_check(probe: dict[str, Any]) -> tuple[str, ...]:
+    """What a probe checks: ("http", path, port), ("exec", *command) or ("tcp", port)."""
+    if "httpGet" in probe:
+        return ("http", probe["httpGet"]["path"], probe["httpGet"]["port"])
+    if "exec" in probe:
+        return ("exec", *probe["exec"]["command"])
+    return ("tcp", probe["tcpSocket"]["port"])
+
+
+WORKER_LIVE = ("exec", "python", "-m", "worker.probe", "live")
+FLOWER_UP = ("http", "/flower/healthcheck", "http")
+# (kind, name suffix) -> probe -> what it checks. Only the API's start-up probe, the worker's
+# readiness and Redis's own readiness reach Redis: a Redis outage must not take the API out of
+# its Service (docs/deploy.md, "Probes").
+PROBES: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
+    ("Deployment", "-api"): {
+        "startupProbe": ("http", "/readyz?deep=1", "http"),
+        "readinessProbe": ("http", "/readyz", "http"),
+        "livenessProbe": ("http", "/livez", "http"),
+    },
+    ("Deployment", "-worker"): {
+        "startupProbe": WORKER_LIVE,
+        "readinessProbe": ("exec", "python", "-m", "worker.probe", "ready"),
+        "livenessProbe": WORKER_LIVE,
+    },
+    ("Deployment", "-flower"): {
+        "startupProbe": FLOWER_UP,
+        "readinessProbe": FLOWER_UP,
+        "livenessProbe": FLOWER_UP,
+    },
+    ("StatefulSet", "-redis"): {
+        "startupProbe": ("tcp", "redis"),
+        "readinessProbe": ("exec", "sh", "-c", "redis-cli -h 127.0.0.1 ping | grep -q PONG"),
+        "livenessProbe": ("tcp", "redis"),
+    },
+}
+
+
+def test_every_probe_checks_what_its_component_documents(manifests: list[Manifest]) -> None:
+    rendered = {
+        (w["kind"], w["metadata"]["name"].removeprefix(RELEASE)): w for w in workloads(manifests)
+    }
+    assert {"-api", "-worker"} <= {suffix for _, suffix in rendered}
+    for key, expected in PROBES.items():
+        if key not in rendered:  # external Redis
+            continue
+        [container] = pod_spec(rendered[key])["containers"]
+        checks = {name: probe_check(container[name]) for name in expected}
+        assert checks == expected, key
+
+
+def test_worker_startup_probe_waits_a_minute_and_no_probe_pings_celery(
     manifests: list[Manifest],
 ) -> None:
     worker = pod_spec(one(manifests, "Deployment", "-worker"))["containers"][0]
-    assert worker["livenessProbe"]["exec"]["command"] == ["python", "-m", "worker.probe", "live"]
-    assert worker["readinessProbe"]["exec"]["command"] == ["python", "-m", "worker.probe", "ready"]
-    assert worker["startupProbe"]["exec"]["command"] == ["python", "-m", "worker.probe", "live"]
     startup = worker["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
     for workload in workloads(manifests):
@@ -194,6 +244,33 @@ def test_kubetasks_containers_get_the_redis_url(manifests: list[Manifest]) -> No
                 assert "KUBETASKS_REDIS_URL" in env_of(container)
 
 
+REDIS_URL = re.compile(r"redis://[^@/\s]*@(?P<host>[^:/\s]+):(?P<port>\d+)/")
+
+
+def test_every_redis_url_names_the_cluster_ip_service(manifests: list[Manifest]) -> None:
+    """Clients go through a ClusterIP, whose address outlives a Redis restart; the headless
+    Service stays the StatefulSet's (through it the name stops resolving while Redis is down)."""
+    if not by_kind(manifests, "StatefulSet"):  # external Redis: the URL is the user's
+        return
+    redis = one(manifests, "StatefulSet", "-redis")
+    services = {s["metadata"]["name"]: s["spec"] for s in by_kind(manifests, "Service")}
+    assert services[redis["spec"]["serviceName"]]["clusterIP"] == "None"
+    clients = [
+        env_of(container)["KUBETASKS_REDIS_URL"]["value"]
+        for workload in workloads(manifests)
+        for container in pod_spec(workload)["containers"]
+        if container["name"] in {"api", "worker", "flower"}
+    ]
+    urls = REDIS_URL.findall(yaml.safe_dump_all(manifests))  # anywhere in any object
+    assert len(urls) == len(clients) >= 2
+    pod_labels = redis["spec"]["template"]["metadata"]["labels"]
+    for host, port in urls:
+        service = services[host]
+        assert service["type"] == "ClusterIP" and "clusterIP" not in service, host
+        assert service["selector"].items() <= pod_labels.items()
+        assert int(port) in [p["port"] for p in service["ports"]]
+
+
 def test_redis_network_policy_admits_only_api_worker_and_flower(manifests: list[Manifest]) -> None:
     statefulsets = by_kind(manifests, "StatefulSet")
     policies = by_kind(manifests, "NetworkPolicy")
@@ -227,6 +304,20 @@ def test_redis_persists_with_aof_and_never_evicts() -> None:
     assert image.startswith("docker.io/library/redis:"), "official image, no Bitnami"
 
 
+def test_a_re_apply_finds_the_redis_objects_as_the_api_server_returns_them() -> None:
+    """Client-side `kubectl apply` re-sends every field the server returns otherwise, and reports
+    the object "configured" on each apply though nothing changes: a volumeClaimTemplates list
+    missing what the server adds (it is compared whole), a Service bool set to false (dropped)."""
+    manifests = render([CI["default"]])
+    [claim] = one(manifests, "StatefulSet", "-redis")["spec"]["volumeClaimTemplates"]
+    assert (claim["apiVersion"], claim["kind"]) == ("v1", "PersistentVolumeClaim")
+    assert claim["spec"]["volumeMode"] == "Filesystem"
+    assert claim["status"] == {"phase": "Pending"}
+    assert "creationTimestamp" not in claim["metadata"]  # omitted since Kubernetes 1.34
+    for service in by_kind(manifests, "Service"):
+        assert False not in service["spec"].values(), service["metadata"]["name"]
+
+
 def test_external_redis_uses_the_url_secret_and_renders_no_redis() -> None:
     manifests = render([CI["external-redis"]])
     assert not by_kind(manifests, "StatefulSet")
@@ -245,7 +336,7 @@ def test_generated_secrets_are_referenced_by_the_pods() -> None:
     password = env_of(api)["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
     assert password["key"] in secrets[password["name"]]["data"]
     url = env_of(api)["KUBETASKS_REDIS_URL"]["value"]
-    assert url == "redis://:$(REDIS_PASSWORD)@kubetasks-redis:6379/0"
+    assert url == "redis://:$(REDIS_PASSWORD)@kubetasks-redis-client:6379/0"
     flower = pod_spec(one(manifests, "Deployment", "-flower"))["containers"][0]
     auth = env_of(flower)["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"]
     assert auth["key"] in secrets[auth["name"]]["data"]

@@ -162,8 +162,8 @@ def api(images: dict[str, str], redis_url: str) -> Iterator[str]:
 
 
 def test_api_answers_livez_and_readyz(api: str) -> None:
-    assert http("GET", f"{api}/livez")[0] == 200
-    assert http("GET", f"{api}/readyz")[0] == 200
+    for path in ("/livez", "/readyz", "/readyz?deep=1"):  # the chart's probes
+        assert http("GET", f"{api}{path}")[0] == 200, path
 
 
 def test_api_image_has_no_task_code_and_runs_as_non_root(images: dict[str, str]) -> None:

@@ -67,7 +67,13 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-flower" (include "kubetasks.fullname" .)) .Values.flower.auth.existingSecret }}
 {{- end }}
 
+{{/* The in-release Redis's ClusterIP Service, which every Redis URL the chart builds names. */}}
 {{- define "kubetasks.redisHost" -}}
+{{- printf "%s-redis-client" (include "kubetasks.fullname" .) }}
+{{- end }}
+
+{{/* The StatefulSet's headless Service; its name is immutable in the StatefulSet. */}}
+{{- define "kubetasks.redisHeadlessName" -}}
 {{- printf "%s-redis" (include "kubetasks.fullname" .) }}
 {{- end }}
 
