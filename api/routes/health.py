@@ -15,6 +15,7 @@ from typing import Annotated
 
 import redis.exceptions
 from fastapi import APIRouter, Query, Response
+from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import metrics
@@ -35,7 +36,7 @@ async def livez() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="The app has started and serves requests; with deep=1, Redis answers too",
-    responses=responses(RedisUnavailable),
+    responses=responses(RequestValidationError, RedisUnavailable),
 )
 async def readyz(
     store: StoreDep,
