@@ -333,4 +333,5 @@ def test_config_map_carries_settings_as_the_contract_expects(tmp_path: Path) -> 
     assert config["KUBETASKS_WORKER_QUEUES"] == '["default","images"]'
     assert config["KUBETASKS_WORKER_CONCURRENCY"] == "4"
     assert config["KUBETASKS_TOMBSTONE_TTL_SECONDS"] == "1209600"
+    assert config["KUBETASKS_METRICS_RELEASE"] == RELEASE
     assert all(key.startswith("KUBETASKS_") for key in config)
