@@ -46,7 +46,7 @@ TEMPLATE_ERRORS = [
         id="hpa-scale-to-zero-without-gate",
     ),
     pytest.param(
-        ["worker.autoscaling.minReplicas=0"],
+        ["worker.autoscaling.mode=none", "worker.autoscaling.minReplicas=0"],
         "needs worker.autoscaling.mode keda or hpa",
         id="scale-to-zero-without-autoscaler",
     ),
