@@ -176,7 +176,7 @@ imagePullSecrets:
 {{- $worker := .Values.worker }}
 {{- $minGrace := add (int (ceil $worker.softShutdownTimeoutSeconds)) 10 }}
 {{- if lt (int $worker.terminationGracePeriodSeconds) $minGrace }}
-{{- fail (printf "worker.terminationGracePeriodSeconds (%v) must be at least worker.softShutdownTimeoutSeconds (%v) + 10, or Kubernetes kills workers before running tasks are requeued" $worker.terminationGracePeriodSeconds $worker.softShutdownTimeoutSeconds) }}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%v) must be at least %d, worker.softShutdownTimeoutSeconds (%v) + 10 s to requeue and exit, or Kubernetes kills a stopping worker (scale-down, rollout, drain) before it requeues its running tasks, which then wait for the heartbeat max age. Raise worker.terminationGracePeriodSeconds or lower worker.softShutdownTimeoutSeconds" $worker.terminationGracePeriodSeconds $minGrace $worker.softShutdownTimeoutSeconds) }}
 {{- end }}
 {{- if ge (int .Values.api.gracefulShutdownSeconds) (int .Values.api.terminationGracePeriodSeconds) }}
 {{- fail (printf "api.gracefulShutdownSeconds (%v) must be lower than api.terminationGracePeriodSeconds (%v)" .Values.api.gracefulShutdownSeconds .Values.api.terminationGracePeriodSeconds) }}
