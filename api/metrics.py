@@ -9,8 +9,10 @@ are right with no worker running, and identical on every API replica (aggregate 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -87,8 +89,42 @@ REDIS_UP = Gauge(
     registry=REGISTRY,
 )
 
+# The gauges read from Redis at scrape time: they describe the release's Redis, not this process.
+QUEUE_GAUGES = (
+    QUEUE_READY,
+    QUEUE_INFLIGHT,
+    QUEUE_BACKLOG,
+    QUEUE_OLDEST_AGE,
+    QUEUE_WORKERS,
+    DELAYED,
+    DEAD_LETTERS,
+    REDIS_UP,
+)
+QUEUE_GAUGE_NAMES = frozenset(family.name for gauge in QUEUE_GAUGES for family in gauge.describe())
+RELEASE_LABEL = "release"
+
 for reason in ("backlog_full", "redis_unavailable", "unauthorized", "too_large"):
     REJECTIONS.labels(reason=reason)
+
+
+class ReleaseLabelled:
+    """REGISTRY as /metrics serves it: with a release name (KUBETASKS_METRICS_RELEASE, which the
+    Helm chart sets to the release), every queue gauge carries `release="<name>"`. Two releases in
+    one namespace export the same queue names; where the scrape adds no label that tells them
+    apart (no `service`, e.g. a PodMonitor or an annotation-driven pod job), the autoscalers
+    select on this one. Without a name the samples pass unchanged."""
+
+    def __init__(self, release: str) -> None:
+        self.release = release
+
+    def collect(self) -> Iterator[Metric]:
+        for family in REGISTRY.collect():
+            if self.release and family.name in QUEUE_GAUGE_NAMES:
+                family.samples = [
+                    sample._replace(labels={**sample.labels, RELEASE_LABEL: self.release})
+                    for sample in family.samples
+                ]
+            yield family
 
 
 class HttpMetrics:

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     retry_after_seconds: int = Field(default=2, ge=1)
     # Per-queue limit of waiting tasks past which submits get 429 (catalogue defaults).
     queue_max_backlog: dict[str, int] = {}
+    # The value of a `release` label on the queue gauges (api/metrics.py), so the autoscalers can
+    # tell two releases in one namespace apart however Prometheus scrapes the API; empty = no label.
+    metrics_release: str = ""
 
     # Worker.
     worker_queues: list[str] = ["default", "cpu"]

@@ -135,3 +135,36 @@ def test_a_killed_worker_leaves_queues_after_the_heartbeat_max_age(
         wait_for(lambda: api.queue("default")["workers"] == 0, max_age + 3, "it to leave")
         assert time.monotonic() - killed >= max_age - 1
         assert api.get("/queues").json()["workers"] == 0
+
+
+QUEUE_GAUGES = {
+    "kubetasks_queue_ready_messages",
+    "kubetasks_queue_inflight_messages",
+    "kubetasks_queue_backlog",
+    "kubetasks_queue_oldest_message_age_seconds",
+    "kubetasks_queue_workers",
+    "kubetasks_delayed_tasks",
+    "kubetasks_deadletter_messages",
+    "kubetasks_redis_up",
+}
+
+
+def test_queue_gauges_carry_the_release_label_only_when_one_is_named(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack()
+    stack.start_redis()
+    named = stack.start_api(KUBETASKS_METRICS_RELEASE="blue")
+    with client_for(stack) as api:
+        api.submit("sleep", {"seconds": 0})
+    samples = scrape(f"{stack.api_url}/metrics")
+    assert sample(samples, "kubetasks_queue_backlog", queue="default", release="blue") == 1
+    labelled = {name for (name, labels) in samples if any(k == "release" for k, _ in labels)}
+    assert labelled == QUEUE_GAUGES, "the queue gauges and nothing else"
+    assert all(("release", "blue") in labels for (name, labels) in samples if name in QUEUE_GAUGES)
+    named.stop()
+    stack.processes.remove(named)
+    stack.start_api()
+    samples = scrape(f"{stack.api_url}/metrics")
+    assert sample(samples, "kubetasks_queue_backlog", queue="default") == 1
+    assert not [labels for (_, labels) in samples if any(k == "release" for k, _ in labels)]

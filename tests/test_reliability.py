@@ -52,6 +52,32 @@ def test_sigterm_lets_a_running_task_finish_exactly_once(make_stack: Callable[..
         assert view["attempts"] == 1
 
 
+def test_a_soft_shutdown_longer_than_the_heartbeat_max_age_keeps_its_task(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """docs/deploy.md advises a soft shutdown longer than the longest task, which may well be
+    longer than the heartbeat max age: the stopping worker keeps beating meanwhile, so the other
+    workers never take its running task for a dead worker's. It also says what that costs: the
+    worker sits the whole soft shutdown out, though its task ended long before."""
+    max_age = float(FAST_ENV["KUBETASKS_WORKER_HEARTBEAT_MAX_AGE_SECONDS"])
+    soft_shutdown = 3 * max_age
+    stack = make_stack(env={"KUBETASKS_WORKER_SOFT_SHUTDOWN_TIMEOUT": str(soft_shutdown)})
+    stack.start_redis()
+    stack.start_api()
+    first = stack.start_worker("first")
+    with client_for(stack) as api:
+        task_id = api.submit("sleep", {"seconds": 2 * max_age})
+        api.wait_task(task_id, {"STARTED"})
+        stack.start_worker("second")
+        sent = time.monotonic()
+        assert first.stop(signal.SIGTERM, timeout=30) == 0
+        assert time.monotonic() - sent >= soft_shutdown
+        view = api.task(task_id)
+        assert view["state"] == "SUCCESS"
+        assert view["attempts"] == 1
+        assert view["worker"].startswith("first@")
+
+
 def _interrupted_task_completes_on_a_second_worker(
     stack: Stack, seconds: float, interrupt: Callable[[Process], object]
 ) -> None:

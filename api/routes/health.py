@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import metrics
-from api.deps import StoreDep
+from api.deps import SettingsDep, StoreDep
 from api.errors import responses
 from api.exceptions import RedisUnavailable
 from api.store import TaskStore
@@ -73,6 +73,7 @@ async def refresh_queue_gauges(store: TaskStore) -> None:
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-async def prometheus_metrics(store: StoreDep) -> Response:
+async def prometheus_metrics(store: StoreDep, settings: SettingsDep) -> Response:
     await refresh_queue_gauges(store)
-    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    exposition = generate_latest(metrics.ReleaseLabelled(settings.metrics_release))
+    return Response(exposition, media_type=CONTENT_TYPE_LATEST)

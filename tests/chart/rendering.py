@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,12 +76,35 @@ def render(
 
 
 def render_failure(
-    set_values: Sequence[str], values_files: Iterable[Path] = (), chart_dir: Path = CHART_DIR
+    set_values: Sequence[str],
+    values_files: Iterable[Path] = (),
+    chart_dir: Path = CHART_DIR,
+    api_versions: Sequence[str] = ALL_CRD_APIS,
 ) -> str:
     """Render values that must be refused; returns helm's error output."""
-    result = helm(*template_args(values_files, set_values, chart_dir=chart_dir))
+    result = helm(*template_args(values_files, set_values, api_versions, chart_dir=chart_dir))
     assert result.returncode != 0, f"helm accepted {set_values}"
     return result.stderr
+
+
+def render_notes(set_values: Sequence[str] = (), api_versions: Sequence[str] = ALL_CRD_APIS) -> str:
+    """NOTES.txt as `helm install` prints it. `helm template` leaves NOTES.txt out, so a copy of
+    the chart renders the same text into a ConfigMap."""
+    with tempfile.TemporaryDirectory() as tmp:
+        chart = Path(tmp) / CHART_DIR.name
+        shutil.copytree(CHART_DIR, chart)
+        templates = chart / "templates"
+        notes = templates / "NOTES.txt"
+        (templates / "_notes_under_test.tpl").write_text(
+            '{{- define "notes-under-test" -}}\n' + notes.read_text() + "{{- end }}\n"
+        )
+        notes.unlink()
+        (templates / "notes-under-test.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-under-test\n"
+            'data:\n  notes: {{ include "notes-under-test" . | quote }}\n'
+        )
+        manifests = render(set_values=set_values, api_versions=api_versions, chart_dir=chart)
+    return str(one(manifests, "ConfigMap", "notes-under-test")["data"]["notes"])
 
 
 def by_kind(manifests: Iterable[Manifest], kind: str) -> list[Manifest]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from .rendering import one, render, render_failure
@@ -31,9 +33,14 @@ SCHEMA_ERRORS = [
 TEMPLATE_ERRORS = [
     pytest.param(
         ["worker.softShutdownTimeoutSeconds=60", "worker.terminationGracePeriodSeconds=65"],
-        "worker.terminationGracePeriodSeconds (65) must be at least "
-        "worker.softShutdownTimeoutSeconds (60) + 10",
+        "worker.terminationGracePeriodSeconds (65) must be at least 70, "
+        "worker.softShutdownTimeoutSeconds (60) + 10 s",
         id="grace-shorter-than-soft-shutdown",
+    ),
+    pytest.param(
+        ["worker.softShutdownTimeoutSeconds=600", "worker.terminationGracePeriodSeconds=45"],
+        "Raise worker.terminationGracePeriodSeconds or lower worker.softShutdownTimeoutSeconds",
+        id="soft-shutdown-for-long-tasks-without-the-grace-period",
     ),
     pytest.param(
         ["api.gracefulShutdownSeconds=30", "api.terminationGracePeriodSeconds=30"],
@@ -46,7 +53,7 @@ TEMPLATE_ERRORS = [
         id="hpa-scale-to-zero-without-gate",
     ),
     pytest.param(
-        ["worker.autoscaling.minReplicas=0"],
+        ["worker.autoscaling.mode=none", "worker.autoscaling.minReplicas=0"],
         "needs worker.autoscaling.mode keda or hpa",
         id="scale-to-zero-without-autoscaler",
     ),
@@ -87,3 +94,26 @@ def test_hpa_scale_to_zero_is_allowed_when_the_gate_is_declared() -> None:
         ]
     )
     assert one(manifests, "HorizontalPodAutoscaler", "-worker")["spec"]["minReplicas"] == 0
+
+
+def test_a_grace_period_of_exactly_the_soft_shutdown_plus_10_is_accepted() -> None:
+    manifests = render(
+        set_values=[
+            "worker.softShutdownTimeoutSeconds=600",
+            "worker.terminationGracePeriodSeconds=610",
+        ]
+    )
+    worker = one(manifests, "Deployment", "-worker")
+    assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 610
+    config = one(manifests, "ConfigMap", "-config")["data"]
+    assert config["KUBETASKS_WORKER_SOFT_SHUTDOWN_TIMEOUT"] == "600"
+
+
+def test_a_fractional_soft_shutdown_rounds_the_grace_period_up(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"  # --set would pass 60.5 as a string
+    values.write_text(
+        "worker: {softShutdownTimeoutSeconds: 60.5, terminationGracePeriodSeconds: 70}"
+    )
+    assert "worker.terminationGracePeriodSeconds (70) must be at least 71" in render_failure(
+        [], [values]
+    )

@@ -12,6 +12,7 @@ import yaml
 
 from .rendering import (
     CI_VALUES,
+    NAMESPACE,
     RELEASE,
     Manifest,
     by_kind,
@@ -352,6 +353,7 @@ def test_hpa_scales_the_worker_on_the_backlog_of_its_queues() -> None:
         e["key"]: e["values"] for e in metric["external"]["metric"]["selector"]["matchExpressions"]
     }
     assert expressions["queue"] == ["default"]
+    assert expressions["service"] == [f"{RELEASE}-api"], "what the chart's ServiceMonitor adds"
     assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": "20"}
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] > 0
     assert not by_kind(manifests, "ScaledObject")
@@ -376,6 +378,23 @@ def test_keda_scales_the_worker_on_the_summed_max_backlog(config: str) -> None:
     ]
     if config == "scale-to-zero":
         assert scaled["spec"]["minReplicaCount"] == 0
+
+
+@pytest.mark.parametrize(
+    ("series_label", "value"), [("service", f"{RELEASE}-api"), ("release", RELEASE)]
+)
+def test_hpa_and_keda_pick_the_release_by_the_same_label(series_label: str, value: str) -> None:
+    label = f"worker.autoscaling.seriesLabel={series_label}"
+    hpa = one(render(set_values=["worker.autoscaling.mode=hpa", label]), "HorizontalPodAutoscaler")
+    selector = hpa["spec"]["metrics"][0]["external"]["metric"]["selector"]["matchExpressions"]
+    assert {e["key"]: e["values"] for e in selector if e["key"] != "queue"} == {
+        series_label: [value]
+    }
+    manifests = render(set_values=["worker.autoscaling.mode=keda", label])
+    query = one(manifests, "ScaledObject")["spec"]["triggers"][0]["metadata"]["query"]
+    assert f'{{namespace="{NAMESPACE}",{series_label}="{value}",queue=~"default|cpu"}}' in query
+    # The API exports the release label from this setting, whichever label the autoscalers use.
+    assert one(manifests, "ConfigMap", "-config")["data"]["KUBETASKS_METRICS_RELEASE"] == RELEASE
 
 
 def test_flower_probes_and_scrape_path_honour_the_url_prefix() -> None:
@@ -424,4 +443,5 @@ def test_config_map_carries_settings_as_the_contract_expects(tmp_path: Path) -> 
     assert config["KUBETASKS_WORKER_QUEUES"] == '["default","images"]'
     assert config["KUBETASKS_WORKER_CONCURRENCY"] == "4"
     assert config["KUBETASKS_TOMBSTONE_TTL_SECONDS"] == "1209600"
+    assert config["KUBETASKS_METRICS_RELEASE"] == RELEASE
     assert all(key.startswith("KUBETASKS_") for key in config)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.chart.rendering import NAMESPACE, one, render
 from tests.tooling import require_binary
 
 PROMETHEUS_FILES = (
@@ -87,40 +88,23 @@ def test_every_alert_is_unit_tested_firing_and_quiet() -> None:
     assert alerts - quiet == set(), "alerts never tested not firing"
 
 
-def test_autoscaling_queries_count_each_queue_once(promtool: str, tmp_path: Path) -> None:
-    """The adapter and KEDA queries, run by promtool on two API replicas' identical gauges.
-
-    KEDA's query sums the deployment's queues (30 + 20); the adapter's answers per queue, as
-    the HPA's selector queue=default asks (30, not 60). Another namespace never leaks in.
-    """
-    (adapter_rule,) = load_yaml(ADAPTER_RULES)["externalRules"]
-    adapter_query = (
-        adapter_rule["metricsQuery"]
-        .replace("<<.Series>>", "kubetasks_queue_backlog")
-        .replace("<<.LabelMatchers>>", 'namespace="kubetasks",queue="default"')
-    )
-    (keda_trigger,) = load_yaml(KEDA_TRIGGER)["triggers"]
-    assert keda_trigger["type"] == "prometheus"
-    keda_query = keda_trigger["metadata"]["query"]
+def check_queries(
+    promtool: str,
+    tmp_path: Path,
+    queries: dict[str, str],
+    series: list[tuple[str, str]],
+    expected: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Record each query of `queries` (name -> PromQL) over kubetasks_queue_backlog `series`
+    (labels, promtool values) and check its samples at 2m against `expected` (name -> samples)."""
     rules = {
         "groups": [
             {
                 "name": "autoscaling",
-                "rules": [
-                    {"record": "adapter:kubetasks_queue_backlog", "expr": adapter_query},
-                    {"record": "keda:kubetasks_queue_backlog", "expr": keda_query},
-                ],
+                "rules": [{"record": name, "expr": expr} for name, expr in queries.items()],
             }
         ]
     }
-    adapter_sample = 'adapter:kubetasks_queue_backlog{queue="default"}'
-    series = [
-        ('{namespace="kubetasks",queue="default",instance="api-a"}', "30x5"),
-        ('{namespace="kubetasks",queue="default",instance="api-b"}', "30x5"),
-        ('{namespace="kubetasks",queue="cpu",instance="api-a"}', "20x5"),
-        ('{namespace="kubetasks",queue="cpu",instance="api-b"}', "20x5"),
-        ('{namespace="other",queue="default",instance="api-c"}', "999x5"),
-    ]
     tests = {
         "rule_files": ["autoscaling.rules.yaml"],
         "evaluation_interval": "1m",
@@ -132,16 +116,8 @@ def test_autoscaling_queries_count_each_queue_once(promtool: str, tmp_path: Path
                     for labels, values in series
                 ],
                 "promql_expr_test": [
-                    {
-                        "expr": "adapter:kubetasks_queue_backlog",
-                        "eval_time": "2m",
-                        "exp_samples": [{"labels": adapter_sample, "value": 30}],
-                    },
-                    {
-                        "expr": "keda:kubetasks_queue_backlog",
-                        "eval_time": "2m",
-                        "exp_samples": [{"labels": "keda:kubetasks_queue_backlog", "value": 50}],
-                    },
+                    {"expr": name, "eval_time": "2m", "exp_samples": samples}
+                    for name, samples in expected.items()
                 ],
             }
         ],
@@ -150,3 +126,112 @@ def test_autoscaling_queries_count_each_queue_once(promtool: str, tmp_path: Path
     (tmp_path / "autoscaling.test.yaml").write_text(yaml.safe_dump(tests))
     run_promtool(promtool, "check", "rules", "autoscaling.rules.yaml", cwd=tmp_path)
     run_promtool(promtool, "test", "rules", "autoscaling.test.yaml", cwd=tmp_path)
+
+
+def adapter_query(label_matchers: str) -> str:
+    """The query prometheus-adapter runs for the rule of adapter-rules.yaml."""
+    (adapter_rule,) = load_yaml(ADAPTER_RULES)["externalRules"]
+    return str(
+        adapter_rule["metricsQuery"]
+        .replace("<<.Series>>", "kubetasks_queue_backlog")
+        .replace("<<.LabelMatchers>>", label_matchers)
+    )
+
+
+def test_autoscaling_queries_count_each_queue_once(promtool: str, tmp_path: Path) -> None:
+    """The adapter and KEDA queries, run by promtool on two API replicas' identical gauges.
+
+    KEDA's query sums the deployment's queues (30 + 20); the adapter's answers per queue, as
+    the HPA's selector queue=default asks (30, not 60). Another namespace never leaks in.
+    """
+    (keda_trigger,) = load_yaml(KEDA_TRIGGER)["triggers"]
+    assert keda_trigger["type"] == "prometheus"
+    queries = {
+        "adapter:kubetasks_queue_backlog": adapter_query('namespace="kubetasks",queue="default"'),
+        "keda:kubetasks_queue_backlog": keda_trigger["metadata"]["query"],
+    }
+    series = [
+        ('{namespace="kubetasks",queue="default",instance="api-a"}', "30x5"),
+        ('{namespace="kubetasks",queue="default",instance="api-b"}', "30x5"),
+        ('{namespace="kubetasks",queue="cpu",instance="api-a"}', "20x5"),
+        ('{namespace="kubetasks",queue="cpu",instance="api-b"}', "20x5"),
+        ('{namespace="other",queue="default",instance="api-c"}', "999x5"),
+    ]
+    expected = {
+        "adapter:kubetasks_queue_backlog": [
+            {"labels": 'adapter:kubetasks_queue_backlog{queue="default"}', "value": 30}
+        ],
+        "keda:kubetasks_queue_backlog": [{"labels": "keda:kubetasks_queue_backlog", "value": 50}],
+    }
+    check_queries(promtool, tmp_path, queries, series, expected)
+
+
+# The API series of two releases in one namespace (this one, `kubetasks`, and `other`) as each way
+# of scraping labels them: a ServiceMonitor adds the API Service's name; a PodMonitor or a pod job
+# adds none, so only the release label the API exports itself tells the releases apart.
+SCRAPED_SERIES = {
+    "service-monitor": [
+        (
+            '{namespace="tasks",service="kubetasks-api",release="kubetasks",pod="a",queue="default"}',
+            "30x5",
+        ),
+        (
+            '{namespace="tasks",service="kubetasks-api",release="kubetasks",pod="b",queue="default"}',
+            "30x5",
+        ),
+        (
+            '{namespace="tasks",service="kubetasks-api",release="kubetasks",pod="a",queue="cpu"}',
+            "20x5",
+        ),
+        (
+            '{namespace="tasks",service="other-kubetasks-api",release="other",pod="c",queue="default"}',
+            "999x5",
+        ),
+    ],
+    "pod-monitor": [
+        ('{namespace="tasks",release="kubetasks",pod="a",queue="default"}', "30x5"),
+        ('{namespace="tasks",release="kubetasks",pod="b",queue="default"}', "30x5"),
+        ('{namespace="tasks",release="kubetasks",pod="a",queue="cpu"}', "20x5"),
+        ('{namespace="tasks",release="other",pod="c",queue="default"}', "999x5"),
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("series_label", "scrape", "found"),
+    [
+        ("service", "service-monitor", True),
+        ("release", "service-monitor", True),
+        ("release", "pod-monitor", True),
+        ("service", "pod-monitor", False),  # the failure seen on a cluster: nothing to scale on
+    ],
+)
+def test_chart_autoscalers_read_only_their_release(
+    promtool: str, tmp_path: Path, series_label: str, scrape: str, found: bool
+) -> None:
+    """The chart's KEDA query and the query the adapter builds from the chart's HPA selector
+    (an `In` requirement becomes `=~` joined by `|`), on two releases' series in one namespace."""
+    label = f"worker.autoscaling.seriesLabel={series_label}"
+    keda = one(render(set_values=["worker.autoscaling.mode=keda", label]), "ScaledObject")
+    hpa = one(render(set_values=["worker.autoscaling.mode=hpa", label]), "HorizontalPodAutoscaler")
+    selector = hpa["spec"]["metrics"][0]["external"]["metric"]["selector"]["matchExpressions"]
+    assert {e["operator"] for e in selector} == {"In"}
+    matchers = [f'namespace="{NAMESPACE}"'] + [
+        f'{e["key"]}=~"{"|".join(e["values"])}"' for e in selector
+    ]
+    queries = {
+        "adapter:kubetasks_queue_backlog": adapter_query(",".join(matchers)),
+        "keda:kubetasks_queue_backlog": keda["spec"]["triggers"][0]["metadata"]["query"],
+    }
+    expected: dict[str, list[dict[str, Any]]] = {name: [] for name in queries}
+    if found:
+        expected = {
+            "adapter:kubetasks_queue_backlog": [
+                {"labels": 'adapter:kubetasks_queue_backlog{queue="cpu"}', "value": 20},
+                {"labels": 'adapter:kubetasks_queue_backlog{queue="default"}', "value": 30},
+            ],
+            "keda:kubetasks_queue_backlog": [
+                {"labels": "keda:kubetasks_queue_backlog", "value": 50}
+            ],
+        }
+    check_queries(promtool, tmp_path, queries, SCRAPED_SERIES[scrape], expected)

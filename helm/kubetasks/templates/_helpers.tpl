@@ -182,7 +182,7 @@ imagePullSecrets:
 {{- $worker := .Values.worker }}
 {{- $minGrace := add (int (ceil $worker.softShutdownTimeoutSeconds)) 10 }}
 {{- if lt (int $worker.terminationGracePeriodSeconds) $minGrace }}
-{{- fail (printf "worker.terminationGracePeriodSeconds (%v) must be at least worker.softShutdownTimeoutSeconds (%v) + 10, or Kubernetes kills workers before running tasks are requeued" $worker.terminationGracePeriodSeconds $worker.softShutdownTimeoutSeconds) }}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%v) must be at least %d, worker.softShutdownTimeoutSeconds (%v) + 10 s to requeue and exit, or Kubernetes kills a stopping worker (scale-down, rollout, drain) before it requeues its running tasks, which then wait for the heartbeat max age. Raise worker.terminationGracePeriodSeconds or lower worker.softShutdownTimeoutSeconds" $worker.terminationGracePeriodSeconds $minGrace $worker.softShutdownTimeoutSeconds) }}
 {{- end }}
 {{- if ge (int .Values.api.gracefulShutdownSeconds) (int .Values.api.terminationGracePeriodSeconds) }}
 {{- fail (printf "api.gracefulShutdownSeconds (%v) must be lower than api.terminationGracePeriodSeconds (%v)" .Values.api.gracefulShutdownSeconds .Values.api.terminationGracePeriodSeconds) }}
@@ -191,7 +191,10 @@ imagePullSecrets:
 {{- if and (ne $scaling.mode "none") (gt (int $scaling.minReplicas) (int $scaling.maxReplicas)) }}
 {{- fail (printf "worker.autoscaling.minReplicas (%v) must not exceed worker.autoscaling.maxReplicas (%v)" $scaling.minReplicas $scaling.maxReplicas) }}
 {{- end }}
-{{- if and (eq $scaling.mode "hpa") (eq (int $scaling.minReplicas) 0) (not $scaling.hpa.allowScaleToZero) }}
+{{- if and (eq (include "kubetasks.worker.autoscaler" .) "hpa") (eq (int $scaling.minReplicas) 0) (not $scaling.hpa.allowScaleToZero) }}
+{{- if eq $scaling.mode "auto" }}
+{{- fail "worker.autoscaling.minReplicas 0: mode auto chose an HPA (the cluster serves external.metrics.k8s.io/v1beta1 but not KEDA's keda.sh/v1alpha1), which needs the HPAScaleToZero feature gate: set worker.autoscaling.hpa.allowScaleToZero=true, install KEDA, or set minReplicas to 1 or more" }}
+{{- end }}
 {{- fail "worker.autoscaling.minReplicas 0 with mode hpa needs the HPAScaleToZero feature gate: set worker.autoscaling.hpa.allowScaleToZero=true, or use mode keda" }}
 {{- end }}
 {{- if and (eq $scaling.mode "none") (eq (int $scaling.minReplicas) 0) }}
