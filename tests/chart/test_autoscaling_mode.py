@@ -125,3 +125,9 @@ def test_auto_scale_to_zero_needs_keda_or_the_hpa_gate() -> None:
     # No autoscaler to scale to zero: the fixed count, as NOTES.txt says.
     fixed = render(set_values=[zero], api_versions=())
     assert one(fixed, "Deployment", "-worker")["spec"]["replicas"] == 1
+
+
+def test_keda_takes_an_empty_answer_for_an_error_not_for_zero() -> None:
+    scaled = one(render(api_versions=CLUSTERS["keda-only"]), "ScaledObject", "-worker")
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["metadata"]["ignoreNullValues"] == "false"
