@@ -17,7 +17,8 @@ def producer(redis_url: str) -> Celery:
         task_default_queue="default",
     )
 
-    @app.task(name="sleep")  # type: ignore[untyped-decorator]
+    # shared=False: each test builds its own app, and a shared task would reach them all.
+    @app.task(name="sleep", shared=False)  # type: ignore[untyped-decorator]
     def sleep(**kwargs: Any) -> Any:  # runs on kubetasks' workers, never here
         raise NotImplementedError
 
