@@ -23,8 +23,8 @@ end
 local deliveries = tonumber(f[3] or '0') + 1
 if deliveries > max_deliveries + 1 then
   set_state(record, id, S.FAILURE)
-  local why = 'delivered ' .. (deliveries - 1) .. ' times without finishing (the worker ' ..
-    'process died each time); moved to the dead-letter list'
+  local why = 'delivered ' .. (deliveries - 1) .. ' times without finishing (each time its ' ..
+    'worker process died, or a shutdown cut it off and requeued it); moved to the dead-letter list'
   redis.call('HSET', record, F.deliveries, deliveries, F.finished_at, now,
     F.error_type, 'DeadLettered', F.error_message, why)
   redis.call('HDEL', record, F.lease_until)
