@@ -436,11 +436,10 @@ def test_helm_test_hook_submits_through_the_api_service() -> None:
 def test_config_map_carries_settings_as_the_contract_expects(tmp_path: Path) -> None:
     values = tmp_path / "values.yaml"
     values.write_text(
-        "worker:\n  queues: [default, images]\n  concurrency: 4\n"
-        "settings:\n  tombstoneTtlSeconds: 1209600\n"
+        "worker:\n  queues: [cpu]\n  concurrency: 4\nsettings:\n  tombstoneTtlSeconds: 1209600\n"
     )
     config = one(render([values]), "ConfigMap", "-config")["data"]
-    assert config["KUBETASKS_WORKER_QUEUES"] == '["default","images"]'
+    assert config["KUBETASKS_WORKER_QUEUES"] == '["cpu"]'
     assert config["KUBETASKS_WORKER_CONCURRENCY"] == "4"
     assert config["KUBETASKS_TOMBSTONE_TTL_SECONDS"] == "1209600"
     assert config["KUBETASKS_METRICS_RELEASE"] == RELEASE

@@ -207,6 +207,24 @@ imagePullSecrets:
 {{- fail "api.autoscaling.minReplicas must not exceed api.autoscaling.maxReplicas" }}
 {{- end }}
 {{- include "kubetasks.validateTimeLimits" . }}
+{{- include "kubetasks.validateQueues" . }}
+{{- end }}
+
+{{/*
+The workers refuse to start on a queue the catalogue does not have (worker/app.py
+check_profile); files/catalogue.json lists the catalogue's queues.
+*/}}
+{{- define "kubetasks.validateQueues" -}}
+{{- $known := (.Files.Get "files/catalogue.json" | fromJson).queues }}
+{{- $unknown := list }}
+{{- range .Values.worker.queues }}
+{{- if not (has . $known) }}
+{{- $unknown = append $unknown . }}
+{{- end }}
+{{- end }}
+{{- if $unknown }}
+{{- fail (printf "worker.queues names queues the catalogue does not have: %s (the queues are %s), and the workers would refuse to start" (join ", " $unknown) (join ", " $known)) }}
+{{- end }}
 {{- end }}
 
 {{/*
