@@ -194,23 +194,32 @@ def test_service_ports_exist_on_the_selected_pods(manifests: list[Manifest]) -> 
             assert port["targetPort"] in names
 
 
-def test_worker_is_scaled_by_hpa_or_keda_never_both(manifests: list[Manifest]) -> None:
-    worker = one(manifests, "Deployment", "-worker")
-    hpas = [
-        h
-        for h in by_kind(manifests, "HorizontalPodAutoscaler")
-        if h["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
+def worker_deployments(manifests: list[Manifest]) -> list[Manifest]:
+    """The Deployment of every worker pool: <release>-worker and <release>-worker-<pool>."""
+    return [
+        d
+        for d in by_kind(manifests, "Deployment")
+        if re.fullmatch(f"{RELEASE}-worker(-.+)?", d["metadata"]["name"])
     ]
-    scaled = [
-        s
-        for s in by_kind(manifests, "ScaledObject")
-        if s["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
-    ]
-    assert len(hpas) + len(scaled) <= 1
-    if hpas or scaled:
-        assert "replicas" not in worker["spec"], "the autoscaler owns replicas"
-    else:
-        assert worker["spec"]["replicas"] >= 1
+
+
+def test_every_worker_pool_is_scaled_by_hpa_or_keda_never_both(manifests: list[Manifest]) -> None:
+    for worker in worker_deployments(manifests):
+        hpas = [
+            h
+            for h in by_kind(manifests, "HorizontalPodAutoscaler")
+            if h["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
+        ]
+        scaled = [
+            s
+            for s in by_kind(manifests, "ScaledObject")
+            if s["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
+        ]
+        assert len(hpas) + len(scaled) <= 1
+        if hpas or scaled:
+            assert "replicas" not in worker["spec"], "the autoscaler owns replicas"
+        else:
+            assert worker["spec"]["replicas"] >= 1
 
 
 def test_api_replicas_belong_to_its_hpa_when_enabled(manifests: list[Manifest]) -> None:
@@ -272,7 +281,7 @@ def test_every_redis_url_names_the_cluster_ip_service(manifests: list[Manifest])
         assert int(port) in [p["port"] for p in service["ports"]]
 
 
-def test_redis_network_policy_admits_only_api_worker_and_flower(manifests: list[Manifest]) -> None:
+def test_redis_network_policy_admits_only_api_workers_and_flower(manifests: list[Manifest]) -> None:
     statefulsets = by_kind(manifests, "StatefulSet")
     policies = by_kind(manifests, "NetworkPolicy")
     if not statefulsets:
@@ -285,7 +294,12 @@ def test_redis_network_policy_admits_only_api_worker_and_flower(manifests: list[
     [rule] = policy["spec"]["ingress"]
     [peer] = rule["from"]
     expressions = {e["key"]: e for e in peer["podSelector"]["matchExpressions"]}
-    assert set(expressions["app.kubernetes.io/component"]["values"]) == {"api", "worker", "flower"}
+    workers = {
+        d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]
+        for d in worker_deployments(manifests)
+    }
+    assert "worker" in workers
+    assert set(expressions["app.kubernetes.io/component"]["values"]) == {"api", "flower", *workers}
     assert expressions["app.kubernetes.io/instance"]["values"] == [RELEASE]
     assert "namespaceSelector" not in peer
     assert [p["port"] for p in rule["ports"]] == ["redis"]
