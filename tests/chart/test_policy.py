@@ -130,31 +130,34 @@ PROBES: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
 
 
 def test_every_probe_checks_what_its_component_documents(manifests: list[Manifest]) -> None:
+    pools = worker_deployments(manifests)
     rendered = {
-        (w["kind"], w["metadata"]["name"].removeprefix(RELEASE)): w for w in workloads(manifests)
+        (w["kind"], w["metadata"]["name"].removeprefix(RELEASE)): [w]
+        for w in workloads(manifests)
+        if w not in pools
     }
+    rendered[("Deployment", "-worker")] = pools
     assert {"-api", "-worker"} <= {suffix for _, suffix in rendered}
     for key, expected in PROBES.items():
-        if key not in rendered:  # external Redis
-            continue
-        [container] = pod_spec(rendered[key])["containers"]
-        checks = {name: probe_check(container[name]) for name in expected}
-        assert checks == expected, key
+        for workload in rendered.get(key, []):  # none: external Redis
+            [container] = pod_spec(workload)["containers"]
+            checks = {name: probe_check(container[name]) for name in expected}
+            assert checks == expected, workload["metadata"]["name"]
 
 
 def test_worker_startup_probe_waits_a_minute_and_no_probe_pings_celery(
     manifests: list[Manifest],
 ) -> None:
-    worker = pod_spec(one(manifests, "Deployment", "-worker"))["containers"][0]
-    startup = worker["startupProbe"]
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
+    for worker in worker_deployments(manifests):
+        startup = pod_spec(worker)["containers"][0]["startupProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
     for workload in workloads(manifests):
         assert "inspect" not in str(pod_spec(workload)), "celery inspect ping must not be a probe"
 
 
 def test_writable_tmp_is_an_empty_dir(manifests: list[Manifest]) -> None:
-    for suffix in ("-api", "-worker"):
-        spec = pod_spec(one(manifests, "Deployment", suffix))
+    for deployment in [one(manifests, "Deployment", "-api"), *worker_deployments(manifests)]:
+        spec = pod_spec(deployment)
         volumes = {v["name"]: v for v in spec["volumes"]}
         mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
         assert "emptyDir" in volumes[mounts["/tmp"]]
@@ -232,13 +235,17 @@ def test_api_replicas_belong_to_its_hpa_when_enabled(manifests: list[Manifest]) 
     assert ("replicas" in api["spec"]) == (not hpas)
 
 
-def test_worker_grace_period_outlasts_the_soft_shutdown(manifests: list[Manifest]) -> None:
+def test_every_worker_pool_grace_period_outlasts_its_soft_shutdown(
+    manifests: list[Manifest],
+) -> None:
     config = one(manifests, "ConfigMap", "-config")["data"]
-    soft = float(config["KUBETASKS_WORKER_SOFT_SHUTDOWN_TIMEOUT"])
-    worker = one(manifests, "Deployment", "-worker")
-    assert pod_spec(worker)["terminationGracePeriodSeconds"] >= soft + 10
-    container = pod_spec(worker)["containers"][0]
-    assert env_of(container)["REMAP_SIGTERM"]["value"] == "SIGQUIT"
+    for worker in worker_deployments(manifests):
+        container = pod_spec(worker)["containers"][0]
+        # A pool's own soft shutdown is container env, which wins over the ConfigMap.
+        own = env_of(container).get("KUBETASKS_WORKER_SOFT_SHUTDOWN_TIMEOUT", {}).get("value")
+        soft = float(own or config["KUBETASKS_WORKER_SOFT_SHUTDOWN_TIMEOUT"])
+        assert pod_spec(worker)["terminationGracePeriodSeconds"] >= soft + 10
+        assert env_of(container)["REMAP_SIGTERM"]["value"] == "SIGQUIT"
 
 
 def test_api_graceful_shutdown_fits_in_the_grace_period(manifests: list[Manifest]) -> None:
