@@ -4,6 +4,7 @@ selector (immutable in a Deployment), and no pool's selector reaches another poo
 
 from __future__ import annotations
 
+import shutil
 from itertools import permutations
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,20 @@ def test_default_values_render_the_single_pool_worker_unchanged() -> None:
         assert obj["metadata"]["name"] == f"{RELEASE}-worker", kind
     pdb = one(manifests, "PodDisruptionBudget", "-worker")
     assert pdb["spec"]["selector"] == {"matchLabels": SINGLE_POOL_SELECTOR}
+
+
+def test_values_without_pools_keep_the_single_pool_worker(tmp_path: Path) -> None:
+    """`helm upgrade --reuse-values` renders with the defaults of the chart the release was
+    installed from: those of a chart before pools have no worker.pools."""
+    chart = tmp_path / "kubetasks"
+    shutil.copytree(CHART_DIR, chart)
+    values = chart / "values.yaml"
+    pools = "  pools:\n    - name: default\n"
+    assert pools in values.read_text()
+    values.write_text(values.read_text().replace(pools, ""))
+    [worker] = workers(render(chart_dir=chart)).values()
+    assert worker["metadata"]["name"] == f"{RELEASE}-worker"
+    assert worker["spec"]["selector"] == {"matchLabels": SINGLE_POOL_SELECTOR}
 
 
 def test_each_pool_has_its_deployment_pdb_scaler_and_pod_monitor(
