@@ -242,6 +242,11 @@ def test_two_pools_may_consume_one_queue(tmp_path: Path) -> None:
             [{"name": "p" * 57}], "/worker/pools/0/name': maxLength", id="too-long-for-a-label"
         ),
         pytest.param(
+            [{"name": "default", "metricsPort": 9000}],
+            "/worker/pools/0': additional properties 'metricsPort' not allowed",
+            id="release-wide-key-in-a-pool",
+        ),
+        pytest.param(
             [{"name": "default"}, {"name": "gpu"}, {"name": "gpu"}],
             "worker.pools: two pools are named gpu",
             id="duplicate-name",
