@@ -93,7 +93,7 @@ def test_notes_name_the_autoscaler_and_how_to_turn_scaling_on(cluster: str) -> N
     notes = render_notes(api_versions=CLUSTERS[cluster])
     chosen = AUTO_CHOICE[cluster]
     assert f"autoscaling: {chosen} (chosen by mode auto)." in notes
-    off = "The workers do not scale" in notes
+    off = "Its workers do not scale" in notes
     assert off == (chosen == "none")
     if off:
         assert "run at worker.replicaCount (1)" in notes
@@ -108,7 +108,7 @@ def test_notes_name_the_autoscaler_and_how_to_turn_scaling_on(cluster: str) -> N
 def test_notes_of_an_explicit_none_do_not_offer_scaling() -> None:
     notes = render_notes(set_values=["worker.autoscaling.mode=none"], api_versions=())
     assert "autoscaling: none." in notes
-    assert "The workers do not scale" not in notes
+    assert "Its workers do not scale" not in notes
 
 
 def test_auto_scale_to_zero_needs_keda_or_the_hpa_gate() -> None:

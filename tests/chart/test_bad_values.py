@@ -69,6 +69,12 @@ TEMPLATE_ERRORS = [
     pytest.param(
         ["redis.enabled=false"], "needs externalRedis.existingSecret", id="no-redis-at-all"
     ),
+    pytest.param(
+        ["worker.queues={default,images}"],
+        "worker.queues names queues the catalogue does not have: images (the queues are cpu, "
+        "default)",
+        id="queue-not-in-the-catalogue",
+    ),
 ]
 
 

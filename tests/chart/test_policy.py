@@ -130,31 +130,34 @@ PROBES: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
 
 
 def test_every_probe_checks_what_its_component_documents(manifests: list[Manifest]) -> None:
+    pools = worker_deployments(manifests)
     rendered = {
-        (w["kind"], w["metadata"]["name"].removeprefix(RELEASE)): w for w in workloads(manifests)
+        (w["kind"], w["metadata"]["name"].removeprefix(RELEASE)): [w]
+        for w in workloads(manifests)
+        if w not in pools
     }
+    rendered[("Deployment", "-worker")] = pools
     assert {"-api", "-worker"} <= {suffix for _, suffix in rendered}
     for key, expected in PROBES.items():
-        if key not in rendered:  # external Redis
-            continue
-        [container] = pod_spec(rendered[key])["containers"]
-        checks = {name: probe_check(container[name]) for name in expected}
-        assert checks == expected, key
+        for workload in rendered.get(key, []):  # none: external Redis
+            [container] = pod_spec(workload)["containers"]
+            checks = {name: probe_check(container[name]) for name in expected}
+            assert checks == expected, workload["metadata"]["name"]
 
 
 def test_worker_startup_probe_waits_a_minute_and_no_probe_pings_celery(
     manifests: list[Manifest],
 ) -> None:
-    worker = pod_spec(one(manifests, "Deployment", "-worker"))["containers"][0]
-    startup = worker["startupProbe"]
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
+    for worker in worker_deployments(manifests):
+        startup = pod_spec(worker)["containers"][0]["startupProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
     for workload in workloads(manifests):
         assert "inspect" not in str(pod_spec(workload)), "celery inspect ping must not be a probe"
 
 
 def test_writable_tmp_is_an_empty_dir(manifests: list[Manifest]) -> None:
-    for suffix in ("-api", "-worker"):
-        spec = pod_spec(one(manifests, "Deployment", suffix))
+    for deployment in [one(manifests, "Deployment", "-api"), *worker_deployments(manifests)]:
+        spec = pod_spec(deployment)
         volumes = {v["name"]: v for v in spec["volumes"]}
         mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
         assert "emptyDir" in volumes[mounts["/tmp"]]
@@ -194,23 +197,32 @@ def test_service_ports_exist_on_the_selected_pods(manifests: list[Manifest]) -> 
             assert port["targetPort"] in names
 
 
-def test_worker_is_scaled_by_hpa_or_keda_never_both(manifests: list[Manifest]) -> None:
-    worker = one(manifests, "Deployment", "-worker")
-    hpas = [
-        h
-        for h in by_kind(manifests, "HorizontalPodAutoscaler")
-        if h["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
+def worker_deployments(manifests: list[Manifest]) -> list[Manifest]:
+    """The Deployment of every worker pool: <release>-worker and <release>-worker-<pool>."""
+    return [
+        d
+        for d in by_kind(manifests, "Deployment")
+        if re.fullmatch(f"{RELEASE}-worker(-.+)?", d["metadata"]["name"])
     ]
-    scaled = [
-        s
-        for s in by_kind(manifests, "ScaledObject")
-        if s["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
-    ]
-    assert len(hpas) + len(scaled) <= 1
-    if hpas or scaled:
-        assert "replicas" not in worker["spec"], "the autoscaler owns replicas"
-    else:
-        assert worker["spec"]["replicas"] >= 1
+
+
+def test_every_worker_pool_is_scaled_by_hpa_or_keda_never_both(manifests: list[Manifest]) -> None:
+    for worker in worker_deployments(manifests):
+        hpas = [
+            h
+            for h in by_kind(manifests, "HorizontalPodAutoscaler")
+            if h["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
+        ]
+        scaled = [
+            s
+            for s in by_kind(manifests, "ScaledObject")
+            if s["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
+        ]
+        assert len(hpas) + len(scaled) <= 1
+        if hpas or scaled:
+            assert "replicas" not in worker["spec"], "the autoscaler owns replicas"
+        else:
+            assert worker["spec"]["replicas"] >= 1
 
 
 def test_api_replicas_belong_to_its_hpa_when_enabled(manifests: list[Manifest]) -> None:
@@ -223,13 +235,17 @@ def test_api_replicas_belong_to_its_hpa_when_enabled(manifests: list[Manifest]) 
     assert ("replicas" in api["spec"]) == (not hpas)
 
 
-def test_worker_grace_period_outlasts_the_soft_shutdown(manifests: list[Manifest]) -> None:
+def test_every_worker_pool_grace_period_outlasts_its_soft_shutdown(
+    manifests: list[Manifest],
+) -> None:
     config = one(manifests, "ConfigMap", "-config")["data"]
-    soft = float(config["KUBETASKS_WORKER_SOFT_SHUTDOWN_TIMEOUT"])
-    worker = one(manifests, "Deployment", "-worker")
-    assert pod_spec(worker)["terminationGracePeriodSeconds"] >= soft + 10
-    container = pod_spec(worker)["containers"][0]
-    assert env_of(container)["REMAP_SIGTERM"]["value"] == "SIGQUIT"
+    for worker in worker_deployments(manifests):
+        container = pod_spec(worker)["containers"][0]
+        # A pool's own soft shutdown is container env, which wins over the ConfigMap.
+        own = env_of(container).get("KUBETASKS_WORKER_SOFT_SHUTDOWN_TIMEOUT", {}).get("value")
+        soft = float(own or config["KUBETASKS_WORKER_SOFT_SHUTDOWN_TIMEOUT"])
+        assert pod_spec(worker)["terminationGracePeriodSeconds"] >= soft + 10
+        assert env_of(container)["REMAP_SIGTERM"]["value"] == "SIGQUIT"
 
 
 def test_api_graceful_shutdown_fits_in_the_grace_period(manifests: list[Manifest]) -> None:
@@ -272,7 +288,7 @@ def test_every_redis_url_names_the_cluster_ip_service(manifests: list[Manifest])
         assert int(port) in [p["port"] for p in service["ports"]]
 
 
-def test_redis_network_policy_admits_only_api_worker_and_flower(manifests: list[Manifest]) -> None:
+def test_redis_network_policy_admits_only_api_workers_and_flower(manifests: list[Manifest]) -> None:
     statefulsets = by_kind(manifests, "StatefulSet")
     policies = by_kind(manifests, "NetworkPolicy")
     if not statefulsets:
@@ -285,7 +301,12 @@ def test_redis_network_policy_admits_only_api_worker_and_flower(manifests: list[
     [rule] = policy["spec"]["ingress"]
     [peer] = rule["from"]
     expressions = {e["key"]: e for e in peer["podSelector"]["matchExpressions"]}
-    assert set(expressions["app.kubernetes.io/component"]["values"]) == {"api", "worker", "flower"}
+    workers = {
+        d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]
+        for d in worker_deployments(manifests)
+    }
+    assert "worker" in workers
+    assert set(expressions["app.kubernetes.io/component"]["values"]) == {"api", "flower", *workers}
     assert expressions["app.kubernetes.io/instance"]["values"] == [RELEASE]
     assert "namespaceSelector" not in peer
     assert [p["port"] for p in rule["ports"]] == ["redis"]
@@ -436,11 +457,10 @@ def test_helm_test_hook_submits_through_the_api_service() -> None:
 def test_config_map_carries_settings_as_the_contract_expects(tmp_path: Path) -> None:
     values = tmp_path / "values.yaml"
     values.write_text(
-        "worker:\n  queues: [default, images]\n  concurrency: 4\n"
-        "settings:\n  tombstoneTtlSeconds: 1209600\n"
+        "worker:\n  queues: [cpu]\n  concurrency: 4\nsettings:\n  tombstoneTtlSeconds: 1209600\n"
     )
     config = one(render([values]), "ConfigMap", "-config")["data"]
-    assert config["KUBETASKS_WORKER_QUEUES"] == '["default","images"]'
+    assert config["KUBETASKS_WORKER_QUEUES"] == '["cpu"]'
     assert config["KUBETASKS_WORKER_CONCURRENCY"] == "4"
     assert config["KUBETASKS_TOMBSTONE_TTL_SECONDS"] == "1209600"
     assert config["KUBETASKS_METRICS_RELEASE"] == RELEASE

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from contracts.catalogue import TASKS
+from contracts.catalogue import QUEUES, TASKS
 
 from .rendering import CHART_DIR, REPO_ROOT, one, render, render_failure
 
@@ -86,9 +86,11 @@ def limits_file(tmp_path: Path, limits: dict[str, int]) -> Path:
 
 
 def test_chart_catalogue_is_the_python_catalogue() -> None:
-    tasks = json.loads(CATALOGUE_FILE.read_text())["tasks"]
+    catalogue = json.loads(CATALOGUE_FILE.read_text())
     expected = {name: {"timeLimitSeconds": t.time_limit_seconds} for name, t in TASKS.items()}
-    assert tasks == expected, "helm/kubetasks/files/catalogue.json is stale: run `make manifests`"
+    stale = "helm/kubetasks/files/catalogue.json is stale: run `make manifests`"
+    assert catalogue["tasks"] == expected, stale
+    assert catalogue["queues"] == sorted(QUEUES), stale
 
 
 def test_defaults_render() -> None:

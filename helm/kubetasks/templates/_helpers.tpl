@@ -179,26 +179,8 @@ imagePullSecrets:
 
 {{/* Refuse values that would deploy a broken release; rendered once from validate.yaml. */}}
 {{- define "kubetasks.validateValues" -}}
-{{- $worker := .Values.worker }}
-{{- $minGrace := add (int (ceil $worker.softShutdownTimeoutSeconds)) 10 }}
-{{- if lt (int $worker.terminationGracePeriodSeconds) $minGrace }}
-{{- fail (printf "worker.terminationGracePeriodSeconds (%v) must be at least %d, worker.softShutdownTimeoutSeconds (%v) + 10 s to requeue and exit, or Kubernetes kills a stopping worker (scale-down, rollout, drain) before it requeues its running tasks, which then wait for the heartbeat max age. Raise worker.terminationGracePeriodSeconds or lower worker.softShutdownTimeoutSeconds" $worker.terminationGracePeriodSeconds $minGrace $worker.softShutdownTimeoutSeconds) }}
-{{- end }}
 {{- if ge (int .Values.api.gracefulShutdownSeconds) (int .Values.api.terminationGracePeriodSeconds) }}
 {{- fail (printf "api.gracefulShutdownSeconds (%v) must be lower than api.terminationGracePeriodSeconds (%v)" .Values.api.gracefulShutdownSeconds .Values.api.terminationGracePeriodSeconds) }}
-{{- end }}
-{{- $scaling := $worker.autoscaling }}
-{{- if and (ne $scaling.mode "none") (gt (int $scaling.minReplicas) (int $scaling.maxReplicas)) }}
-{{- fail (printf "worker.autoscaling.minReplicas (%v) must not exceed worker.autoscaling.maxReplicas (%v)" $scaling.minReplicas $scaling.maxReplicas) }}
-{{- end }}
-{{- if and (eq (include "kubetasks.worker.autoscaler" .) "hpa") (eq (int $scaling.minReplicas) 0) (not $scaling.hpa.allowScaleToZero) }}
-{{- if eq $scaling.mode "auto" }}
-{{- fail "worker.autoscaling.minReplicas 0: mode auto chose an HPA (the cluster serves external.metrics.k8s.io/v1beta1 but not KEDA's keda.sh/v1alpha1), which needs the HPAScaleToZero feature gate: set worker.autoscaling.hpa.allowScaleToZero=true, install KEDA, or set minReplicas to 1 or more" }}
-{{- end }}
-{{- fail "worker.autoscaling.minReplicas 0 with mode hpa needs the HPAScaleToZero feature gate: set worker.autoscaling.hpa.allowScaleToZero=true, or use mode keda" }}
-{{- end }}
-{{- if and (eq $scaling.mode "none") (eq (int $scaling.minReplicas) 0) }}
-{{- fail "worker.autoscaling.minReplicas 0 (scale to zero) needs worker.autoscaling.mode keda or hpa" }}
 {{- end }}
 {{- if and (not .Values.redis.enabled) (not .Values.externalRedis.existingSecret) }}
 {{- fail "redis.enabled=false needs externalRedis.existingSecret: a Secret holding the Redis URL" }}
@@ -207,6 +189,57 @@ imagePullSecrets:
 {{- fail "api.autoscaling.minReplicas must not exceed api.autoscaling.maxReplicas" }}
 {{- end }}
 {{- include "kubetasks.validateTimeLimits" . }}
+{{- $names := list }}
+{{- range $pool := (include "kubetasks.worker.pools" . | fromJson).pools }}
+{{- if has $pool.name $names }}
+{{- fail (printf "worker.pools: two pools are named %s; each pool needs its own name, which names its Deployment, PodDisruptionBudget and autoscaler" $pool.name) }}
+{{- end }}
+{{- $names = append $names $pool.name }}
+{{- include "kubetasks.validatePool" (dict "ctx" $ "pool" $pool) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The checks of one worker pool, each message starting with the pool's name and naming the value
+to change: the pool's own (worker.pools[i].<key>) or the default it inherits (worker.<key>).
+*/}}
+{{- define "kubetasks.validatePool" -}}
+{{- $pool := .pool }}
+{{- $worker := $pool.values }}
+{{- $prefix := printf "worker pool %s: " $pool.name }}
+{{- $grace := include "kubetasks.worker.valuePath" (dict "pool" $pool "key" "terminationGracePeriodSeconds") }}
+{{- $soft := include "kubetasks.worker.valuePath" (dict "pool" $pool "key" "softShutdownTimeoutSeconds") }}
+{{- $minGrace := add (int (ceil $worker.softShutdownTimeoutSeconds)) 10 }}
+{{- if lt (int $worker.terminationGracePeriodSeconds) $minGrace }}
+{{- fail (printf "%s%s (%v) must be at least %d, %s (%v) + 10 s to requeue and exit, or Kubernetes kills a stopping worker (scale-down, rollout, drain) before it requeues its running tasks, which then wait for the heartbeat max age. Raise %s or lower %s" $prefix $grace $worker.terminationGracePeriodSeconds $minGrace $soft $worker.softShutdownTimeoutSeconds $grace $soft) }}
+{{- end }}
+{{- $scaling := $worker.autoscaling }}
+{{- $mode := include "kubetasks.worker.valuePath" (dict "pool" $pool "key" "autoscaling.mode") }}
+{{- $min := include "kubetasks.worker.valuePath" (dict "pool" $pool "key" "autoscaling.minReplicas") }}
+{{- $max := include "kubetasks.worker.valuePath" (dict "pool" $pool "key" "autoscaling.maxReplicas") }}
+{{- $gate := include "kubetasks.worker.valuePath" (dict "pool" $pool "key" "autoscaling.hpa.allowScaleToZero") }}
+{{- if and (ne $scaling.mode "none") (gt (int $scaling.minReplicas) (int $scaling.maxReplicas)) }}
+{{- fail (printf "%s%s (%v) must not exceed %s (%v)" $prefix $min $scaling.minReplicas $max $scaling.maxReplicas) }}
+{{- end }}
+{{- if and (eq (include "kubetasks.worker.autoscaler" (dict "ctx" .ctx "pool" $pool)) "hpa") (eq (int $scaling.minReplicas) 0) (not $scaling.hpa.allowScaleToZero) }}
+{{- if eq $scaling.mode "auto" }}
+{{- fail (printf "%s%s 0: mode auto chose an HPA (the cluster serves external.metrics.k8s.io/v1beta1 but not KEDA's keda.sh/v1alpha1), which needs the HPAScaleToZero feature gate: set %s=true, install KEDA, or set minReplicas to 1 or more" $prefix $min $gate) }}
+{{- end }}
+{{- fail (printf "%s%s 0 with mode hpa needs the HPAScaleToZero feature gate: set %s=true, or use mode keda" $prefix $min $gate) }}
+{{- end }}
+{{- if and (eq $scaling.mode "none") (eq (int $scaling.minReplicas) 0) }}
+{{- fail (printf "%s%s 0 (scale to zero) needs %s keda or hpa" $prefix $min $mode) }}
+{{- end }}
+{{- $known := (.ctx.Files.Get "files/catalogue.json" | fromJson).queues }}
+{{- $unknown := list }}
+{{- range $worker.queues }}
+{{- if not (has . $known) }}
+{{- $unknown = append $unknown . }}
+{{- end }}
+{{- end }}
+{{- if $unknown }}
+{{- fail (printf "%s%s names queues the catalogue does not have: %s (the queues are %s), and the workers would refuse to start" $prefix (include "kubetasks.worker.valuePath" (dict "pool" $pool "key" "queues")) (join ", " $unknown) (join ", " $known)) }}
+{{- end }}
 {{- end }}
 
 {{/*
