@@ -288,6 +288,15 @@ def test_every_redis_url_names_the_cluster_ip_service(manifests: list[Manifest])
         assert int(port) in [p["port"] for p in service["ports"]]
 
 
+def test_service_names_stay_dns_labels_wherever_the_flower_service_name_fits() -> None:
+    """-redis-client is the longest suffix; a full name as long as -flower allows must fit."""
+    longest = "k" * (63 - len("-flower"))
+    services = by_kind(render(set_values=[f"fullnameOverride={longest}"]), "Service")
+    names = [s["metadata"]["name"] for s in services]
+    assert any(n.endswith("-redis-client") for n in names)
+    assert max(map(len, names)) <= 63, names
+
+
 def test_redis_network_policy_admits_only_api_workers_and_flower(manifests: list[Manifest]) -> None:
     statefulsets = by_kind(manifests, "StatefulSet")
     policies = by_kind(manifests, "NetworkPolicy")

@@ -4,6 +4,7 @@ selector (immutable in a Deployment), and no pool's selector reaches another poo
 
 from __future__ import annotations
 
+import re
 import shutil
 from itertools import permutations
 from pathlib import Path
@@ -29,6 +30,8 @@ from .rendering import (
 
 TWO_POOLS = CHART_DIR / "ci" / "two-pools-values.yaml"
 CLUSTER = MONITORING_APIS + KEDA_APIS
+# Where the two pools both get HPAs: KEDA would hold the external metrics API (NOTES warns).
+EXTERNAL_METRICS_CLUSTER = (*MONITORING_APIS, "external.metrics.k8s.io/v1beta1")
 # What every release installed before worker pools has in its worker Deployment's selector.
 SINGLE_POOL_SELECTOR = {
     "app.kubernetes.io/name": "kubetasks",
@@ -78,7 +81,7 @@ def pools_file(tmp_path: Path, pools: list[dict[str, Any]], **worker: Any) -> Pa
 
 @pytest.fixture(scope="module")
 def two_pools() -> list[Manifest]:
-    return render([TWO_POOLS], api_versions=CLUSTER)
+    return render([TWO_POOLS], api_versions=EXTERNAL_METRICS_CLUSTER)
 
 
 def test_the_two_pool_configuration_is_one_of_the_ci_renderings() -> None:
@@ -132,16 +135,18 @@ def test_each_pool_has_its_deployment_pdb_scaler_and_pod_monitor(
                 n for n, d in deployments.items() if selects(obj["spec"]["selector"], pod_labels(d))
             ]
             assert matched == [name], f"{kind} {name} selects the pods of {matched}"
-    # The default pool inherits mode auto (KEDA on this cluster); cpu asks for an HPA.
-    scaled = one(two_pools, "ScaledObject")
-    hpa = one(two_pools, "HorizontalPodAutoscaler")
-    assert scaled["spec"]["scaleTargetRef"]["name"] == default
-    assert hpa["spec"]["scaleTargetRef"]["name"] == cpu
-    query = scaled["spec"]["triggers"][0]["metadata"]["query"]
-    assert 'queue=~"default"}' in query
-    expressions = hpa["spec"]["metrics"][0]["external"]["metric"]["selector"]["matchExpressions"]
-    assert {e["key"]: e["values"] for e in expressions}["queue"] == ["cpu"]
-    assert hpa["spec"]["metrics"][0]["external"]["target"]["averageValue"] == "1"
+    # The default pool inherits mode auto (an HPA on this cluster); cpu asks for one.
+    hpas = {
+        h["spec"]["scaleTargetRef"]["name"]: h
+        for h in by_kind(two_pools, "HorizontalPodAutoscaler")
+        if "-worker" in h["metadata"]["name"]
+    }
+    assert sorted(hpas) == [default, cpu]
+    for name, queues, target in ((default, ["default"], "10"), (cpu, ["cpu"], "1")):
+        metric = hpas[name]["spec"]["metrics"][0]["external"]
+        expressions = metric["metric"]["selector"]["matchExpressions"]
+        assert {e["key"]: e["values"] for e in expressions}["queue"] == queues
+        assert metric["target"]["averageValue"] == target
     for deployment in deployments.values():
         assert "replicas" not in deployment["spec"], "an autoscaler owns each pool's count"
 
@@ -314,3 +319,34 @@ def test_a_catalogue_queue_no_pool_consumes_is_a_notes_warning() -> None:
     assert "WARNING: no worker pool consumes the catalogue queue(s) cpu." in notes
     assert "Worker pool default (kubetasks-worker) consumes default;" in notes
     assert "WARNING" not in render_notes()
+
+
+@pytest.mark.parametrize("mode", ["hpa", "keda"])
+def test_values_of_a_chart_before_series_labels_select_by_service(
+    tmp_path: Path, mode: str
+) -> None:
+    """`--reuse-values` from a release whose chart had no autoscaling.seriesLabel."""
+    chart = tmp_path / "kubetasks"
+    shutil.copytree(CHART_DIR, chart)
+    values = chart / "values.yaml"
+    text = values.read_text()
+    key = re.search(r"\n    seriesLabel: service\n", text)
+    assert key is not None
+    values.write_text(text.replace(key.group(0), "\n"))
+    manifests = render(chart_dir=chart, set_values=[f"worker.autoscaling.mode={mode}"])
+    if mode == "hpa":
+        hpa = one(manifests, "HorizontalPodAutoscaler", "-worker")
+        selector = hpa["spec"]["metrics"][0]["external"]["metric"]["selector"]
+        keys = [e["key"] for e in selector["matchExpressions"]]
+        assert keys == ["queue", "service"]
+    else:
+        query = one(manifests, "ScaledObject", "-worker")["spec"]["triggers"][0]["metadata"]
+        assert f'service="{RELEASE}-api"' in query["query"]
+
+
+def test_a_pool_with_mode_hpa_on_a_keda_cluster_is_warned_about() -> None:
+    notes = render_notes(["worker.autoscaling.mode=hpa"], api_versions=CLUSTER)
+    assert "this HPA will read nothing and never scale" in notes
+    assert "this HPA will read nothing" not in render_notes(
+        ["worker.autoscaling.mode=hpa"], api_versions=EXTERNAL_METRICS_CLUSTER
+    )

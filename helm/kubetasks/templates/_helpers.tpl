@@ -67,9 +67,13 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-flower" (include "kubetasks.fullname" .)) .Values.flower.auth.existingSecret }}
 {{- end }}
 
-{{/* The in-release Redis's ClusterIP Service, which every Redis URL the chart builds names. */}}
+{{/*
+The in-release Redis's ClusterIP Service, which every Redis URL the chart builds names. Its suffix
+is the longest of any Service: the full name is cut so that the name stays a 63-character DNS
+label wherever the older Services' names (up to `-flower`) fit.
+*/}}
 {{- define "kubetasks.redisHost" -}}
-{{- printf "%s-redis-client" (include "kubetasks.fullname" .) }}
+{{- printf "%s-redis-client" (include "kubetasks.fullname" . | trunc 50 | trimSuffix "-") }}
 {{- end }}
 
 {{/* The StatefulSet's headless Service; its name is immutable in the StatefulSet. */}}

@@ -31,13 +31,22 @@ known: a fixed replica count. Call with (dict "ctx" $ "pool" <pool>).
 {{- end }}
 
 {{/*
+The label a pool's autoscaling.seriesLabel names. `helm upgrade --reuse-values` renders with the
+values of the chart the release was installed from, which may not have the key: service then, as
+before the key existed. Call with the pool.
+*/}}
+{{- define "kubetasks.worker.seriesLabel" -}}
+{{- .values.autoscaling.seriesLabel | default "service" }}
+{{- end }}
+
+{{/*
 The value of the label a pool's autoscaling.seriesLabel names, which marks this release's queue
 gauges among other releases' in the namespace: the API Service's name, which a ServiceMonitor puts
 on its targets as `service`, or the release name, which the API exports itself as `release`
 (KUBETASKS_METRICS_RELEASE in configmap.yaml). Call with (dict "ctx" $ "pool" <pool>).
 */}}
 {{- define "kubetasks.worker.seriesLabelValue" -}}
-{{- if eq .pool.values.autoscaling.seriesLabel "release" }}
+{{- if eq (include "kubetasks.worker.seriesLabel" .pool) "release" }}
 {{- .ctx.Release.Name }}
 {{- else }}
 {{- include "kubetasks.fullname" .ctx }}-api
@@ -50,6 +59,5 @@ deduplicated with max by (queue) before summing over the queues. Call with (dict
 <pool>).
 */}}
 {{- define "kubetasks.worker.backlogQuery" -}}
-{{- $scaling := .pool.values.autoscaling }}
-{{- printf "sum(max by (queue) (kubetasks_queue_backlog{namespace=\"%s\",%s=\"%s\",queue=~\"%s\"}))" .ctx.Release.Namespace $scaling.seriesLabel (include "kubetasks.worker.seriesLabelValue" (dict "ctx" .ctx "pool" .pool)) (include "kubetasks.worker.queueRegex" .pool) }}
+{{- printf "sum(max by (queue) (kubetasks_queue_backlog{namespace=\"%s\",%s=\"%s\",queue=~\"%s\"}))" .ctx.Release.Namespace (include "kubetasks.worker.seriesLabel" .pool) (include "kubetasks.worker.seriesLabelValue" (dict "ctx" .ctx "pool" .pool)) (include "kubetasks.worker.queueRegex" .pool) }}
 {{- end }}
