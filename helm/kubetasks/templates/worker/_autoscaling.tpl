@@ -8,17 +8,22 @@ read nothing. A cluster lists keda.sh/v1alpha1 both alone and with each kind, `h
 known: a fixed replica count. Call with (dict "ctx" $ "pool" <pool>).
 */}}
 {{- define "kubetasks.worker.autoscaler" -}}
-{{- $apis := .ctx.Capabilities.APIVersions }}
 {{- $mode := .pool.values.autoscaling.mode }}
 {{- if ne $mode "auto" }}
 {{- $mode }}
-{{- else if or ($apis.Has "keda.sh/v1alpha1") ($apis.Has "keda.sh/v1alpha1/ScaledObject") }}
+{{- else if include "kubetasks.clusterServesKeda" .ctx }}
 {{- "keda" }}
-{{- else if $apis.Has "external.metrics.k8s.io/v1beta1" }}
+{{- else if .ctx.Capabilities.APIVersions.Has "external.metrics.k8s.io/v1beta1" }}
 {{- "hpa" }}
 {{- else }}
 {{- "none" }}
 {{- end }}
+{{- end }}
+
+{{/* "true" when the cluster serves KEDA's API, listed alone or with its kinds (above); else "". */}}
+{{- define "kubetasks.clusterServesKeda" -}}
+{{- $apis := .Capabilities.APIVersions }}
+{{- if or ($apis.Has "keda.sh/v1alpha1") ($apis.Has "keda.sh/v1alpha1/ScaledObject") }}true{{ end }}
 {{- end }}
 
 {{/* The KEDA query's regex of a pool's queues; call with the pool. */}}
