@@ -262,6 +262,12 @@ def test_two_pools_may_consume_one_queue(tmp_path: Path) -> None:
             "gpu (the queues are cpu, default)",
             id="unknown-queue",
         ),
+        pytest.param(
+            [{"name": "p" * 38}],
+            f"worker pool {'p' * 38}: its ScaledObject would be named {RELEASE}-worker-{'p' * 38} "
+            "(55 characters), and KEDA accepts 54 at most",
+            id="scaledobject-name-too-long-for-keda",
+        ),
     ],
 )
 def test_bad_pools_are_refused_naming_the_pool(
@@ -350,3 +356,24 @@ def test_a_pool_with_mode_hpa_on_a_keda_cluster_is_warned_about() -> None:
     assert "this HPA will read nothing" not in render_notes(
         ["worker.autoscaling.mode=hpa"], api_versions=EXTERNAL_METRICS_CLUSTER
     )
+
+
+def test_the_longest_pool_name_keda_accepts_renders(tmp_path: Path) -> None:
+    """54 characters: the release name, -worker- and a 37-character pool name."""
+    values = pools_file(tmp_path, [{"name": "p" * 37}])
+    scaled = one(render([values]), "ScaledObject", "p" * 37)
+    assert len(scaled["metadata"]["name"]) == 54
+
+
+def test_a_long_pool_name_is_fine_under_an_hpa(tmp_path: Path) -> None:
+    values = pools_file(tmp_path, [{"name": "p" * 56}], autoscaling={"mode": "hpa"})
+    one(render([values]), "HorizontalPodAutoscaler", "p" * 56)
+
+
+def test_worker_queues_are_checked_when_every_pool_sets_its_own(tmp_path: Path) -> None:
+    """Flower is given worker.queues whatever the pools consume."""
+    values = pools_file(tmp_path, [{"name": "default", "queues": ["default"]}], queues=["typo"])
+    assert (
+        "worker.queues names queues the catalogue does not have: typo (the queues are cpu, "
+        "default), and the workers and Flower would refuse to start"
+    ) in render_failure([], [values])

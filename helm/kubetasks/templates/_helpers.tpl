@@ -154,6 +154,26 @@ ConfigMap), or the whole URL from the external Secret.
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
 {{- end }}
 
+{{/*
+The replicas field of a Deployment; call with (dict "ctx" $ "name" <Deployment> "count" <fixed
+count, or nil when an autoscaler owns it>). When an autoscaler owns the count the field carries
+the live Deployment's count, so an upgrade that hands the count to an autoscaler (or keeps it
+there) leaves the running pods alone: without the field Helm's three-way patch would remove the
+one the last release set and Kubernetes would reset the Deployment to 1 replica until the
+autoscaler's next sync. On a first install, or where lookup cannot reach a cluster (helm
+template, Argo CD), the field is left out.
+*/}}
+{{- define "kubetasks.replicas" -}}
+{{- if not (kindIs "invalid" .count) }}
+replicas: {{ .count }}
+{{- else }}
+{{- $live := lookup "apps/v1" "Deployment" .ctx.Release.Namespace .name }}
+{{- if and $live (hasKey ($live.spec | default dict) "replicas") }}
+replicas: {{ $live.spec.replicas }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Pod-wide scheduling fields; call with the component's values. */}}
 {{- define "kubetasks.scheduling" -}}
 {{- with .nodeSelector }}
@@ -193,6 +213,8 @@ imagePullSecrets:
 {{- fail "api.autoscaling.minReplicas must not exceed api.autoscaling.maxReplicas" }}
 {{- end }}
 {{- include "kubetasks.validateTimeLimits" . }}
+{{- /* Flower reads worker.queues (KUBETASKS_WORKER_QUEUES) even when every pool sets its own. */}}
+{{- include "kubetasks.validateQueues" (dict "ctx" . "queues" .Values.worker.queues "prefix" "" "path" "worker.queues") }}
 {{- $names := list }}
 {{- range $pool := (include "kubetasks.worker.pools" . | fromJson).pools }}
 {{- if has $pool.name $names }}
@@ -234,15 +256,27 @@ to change: the pool's own (worker.pools[i].<key>) or the default it inherits (wo
 {{- if and (eq $scaling.mode "none") (eq (int $scaling.minReplicas) 0) }}
 {{- fail (printf "%s%s 0 (scale to zero) needs %s keda or hpa" $prefix $min $mode) }}
 {{- end }}
+{{- include "kubetasks.validateQueues" (dict "ctx" .ctx "queues" $worker.queues "prefix" $prefix "path" (include "kubetasks.worker.valuePath" (dict "pool" $pool "key" "queues"))) }}
+{{- /* KEDA names its HPA keda-hpa-<ScaledObject>, a DNS label: 63 - 9 characters are left. */}}
+{{- if and (eq (include "kubetasks.worker.autoscaler" (dict "ctx" .ctx "pool" $pool)) "keda") (gt (len $pool.resourceName) 54) }}
+{{- fail (printf "%sits ScaledObject would be named %s (%d characters), and KEDA accepts 54 at most (it names the HPA it makes keda-hpa-<name>, which must stay within 63): shorten the pool's name, the release name or fullnameOverride" $prefix $pool.resourceName (len $pool.resourceName)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Queues the workers (and Flower) are given must be catalogue queues, or they refuse to start;
+call with (dict "ctx" $ "queues" <list> "prefix" <message prefix> "path" <the value's path>).
+*/}}
+{{- define "kubetasks.validateQueues" -}}
 {{- $known := (.ctx.Files.Get "files/catalogue.json" | fromJson).queues }}
 {{- $unknown := list }}
-{{- range $worker.queues }}
+{{- range .queues }}
 {{- if not (has . $known) }}
 {{- $unknown = append $unknown . }}
 {{- end }}
 {{- end }}
 {{- if $unknown }}
-{{- fail (printf "%s%s names queues the catalogue does not have: %s (the queues are %s), and the workers would refuse to start" $prefix (include "kubetasks.worker.valuePath" (dict "pool" $pool "key" "queues")) (join ", " $unknown) (join ", " $known)) }}
+{{- fail (printf "%s%s names queues the catalogue does not have: %s (the queues are %s), and the workers and Flower would refuse to start" .prefix .path (join ", " $unknown) (join ", " $known)) }}
 {{- end }}
 {{- end }}
 
