@@ -102,6 +102,9 @@ QUEUES: dict[str, QueueSpec] = {
     )
 }
 
+# The backlog limit of a queue that is not one of QUEUES (KUBETASKS_QUEUE_MAX_BACKLOG sets others).
+DEFAULT_MAX_BACKLOG = 10_000
+
 # The seed's `{"type": N}` submissions: a sleep of N * 10 seconds (0 runs at once), the
 # built-in task SEED_TASK.
 SEED_TASK = "sleep"

@@ -21,7 +21,10 @@ from pathlib import Path
 
 import yaml
 
-from contracts.catalogue import QUEUES, TASKS
+from contracts.catalogue import QUEUES
+from worker.catalogue import specs
+
+TASKS = specs()
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHART_DIR = REPO_ROOT / "helm" / "kubetasks"

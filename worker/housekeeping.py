@@ -25,11 +25,12 @@ from celery import bootsteps
 from celery.concurrency.solo import TaskPool as SoloPool
 from celery.worker import state as worker_state
 
-from contracts import records
-from contracts.catalogue import TASKS
+from contracts import records, scripts
+from contracts.catalogue import TaskSpec, registration_field
 from contracts.records import State
 from contracts.settings import Settings, get_settings
 from worker.cancellation import CancelWatch
+from worker.catalogue import served
 from worker.records import RecordsUnavailable, worker_records
 
 log = logging.getLogger(__name__)
@@ -93,10 +94,17 @@ class Heartbeat:
         hostname: str,
         queues: list[str],
         concurrency: int,
+        tasks: list[TaskSpec],
         *,
         loop_held_by_tasks: bool,
     ):
         self.settings = settings
+        # What this worker can run, published with every beat (register.lua): the catalogue
+        # the API validates submissions against.
+        self.catalogue = orjson.dumps(
+            {registration_field(spec): spec.to_json().decode() for spec in tasks}
+        )
+        self.started_ms = records.now_ms()
         self.member = instance_name(hostname)
         self.loop_held_by_tasks = loop_held_by_tasks
         self.description = orjson.dumps(
@@ -106,6 +114,7 @@ class Heartbeat:
         self.client = redis.Redis.from_url(
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2
         )
+        self.publish = self.client.register_script(scripts.REGISTER.source)
 
     def beat(self) -> None:
         reachable = self._register()
@@ -127,6 +136,16 @@ class Heartbeat:
                 # Workers that died without leaving (killed pods) drop out of the registry.
                 pipe.zremrangebyscore(records.WORKERS, "-inf", now - 10 * max_age)
                 pipe.execute()
+            keys, args = scripts.REGISTER.bind(
+                catalogue=records.CATALOGUE,
+                started=records.CATALOGUE_STARTED,
+                seen=records.CATALOGUE_SEEN,
+                entries=self.catalogue,
+                now=int(now * 1000),
+                started_ms=self.started_ms,
+                horizon=int((now - self.settings.catalogue_retention_seconds) * 1000),
+            )
+            self.publish(keys=keys, args=args)
         except redis.RedisError as exc:
             log.warning("Redis unreachable, worker not ready: %s", exc)
             self.settings.worker_ready_file.unlink(missing_ok=True)
@@ -146,7 +165,7 @@ def _listing_indexes() -> list[str]:
     keys = [records.TASKS_INDEX]
     for state in State:
         keys.append(records.state_index(state))
-    for name in TASKS:
+    for name in served():
         keys.append(records.name_index(name))
         keys.extend(records.name_state_index(name, state) for state in State)
     return keys
@@ -171,6 +190,7 @@ class Housekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
             worker.hostname,
             queues,
             worker.concurrency,
+            [task.spec for task in served().values()],
             loop_held_by_tasks=isinstance(worker.pool, SoloPool),
         )
         self._spawn("heartbeat", settings.worker_heartbeat_interval_seconds, self.heartbeat.beat)

@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from contracts.catalogue import QUEUES, TASKS
+from contracts.catalogue import QUEUES
+from worker.catalogue import specs
 
 from .rendering import CHART_DIR, REPO_ROOT, one, render, render_failure
 
+TASKS = specs()
 CATALOGUE_FILE = CHART_DIR / "files" / "catalogue.json"
 LONGEST_BY_DEFAULT = max(TASKS, key=lambda name: TASKS[name].time_limit_seconds)
 
@@ -37,10 +39,13 @@ WORKER_MINIMUMS = """
 import json, sys
 from contracts.settings import Settings
 from worker.app import ConfigurationError, check_profile
+from worker.catalogue import served_by
+
 
 def accepts(limits, visibility):
     try:
-        check_profile(Settings(task_time_limits=limits, visibility_timeout_seconds=visibility))
+        settings = Settings(task_time_limits=limits, visibility_timeout_seconds=visibility)
+        check_profile(settings, served_by(settings))
     except ConfigurationError:
         return False
     return True

@@ -15,7 +15,6 @@ import pytest
 import redis
 
 from contracts import records
-
 from contracts.messages import build_message
 from contracts.records import State
 from contracts.scripts import Named, Script
