@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import humanize
-from pydantic import Field
-
 import kubetasks
+from pydantic import Field
 
 
 @kubetasks.task(queue="acme", time_limit=30)
