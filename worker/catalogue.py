@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib.metadata import entry_points
 
 import kubetasks
+import orjson
+import redis
 from kubetasks import TaskDefinition
 
-from contracts.catalogue import RetryPolicy, TaskSpec
+from contracts import records, scripts
+from contracts.catalogue import RetryPolicy, TaskSpec, registration_field
 from contracts.settings import Settings, get_settings
 from worker.broker import ConfigurationError
 
@@ -88,3 +92,43 @@ def served() -> dict[str, Served]:
 def specs() -> dict[str, TaskSpec]:
     """The specs of this worker's tasks, as it publishes them."""
     return {name: task.spec for name, task in served().items()}
+
+
+def publish(
+    client: redis.Redis, tasks: Iterable[TaskSpec], settings: Settings, started_ms: int
+) -> None:
+    """Publish these task versions as a worker started at `started_ms` (register.lua)."""
+    now = records.now_ms()
+    entries = {registration_field(spec): spec.to_json().decode() for spec in tasks}
+    keys, args = scripts.REGISTER.bind(
+        catalogue=records.CATALOGUE,
+        started=records.CATALOGUE_STARTED,
+        seen=records.CATALOGUE_SEEN,
+        entries=orjson.dumps(entries),
+        now=now,
+        started_ms=started_ms,
+        horizon=now - settings.catalogue_retention_seconds * 1000,
+    )
+    client.eval(scripts.REGISTER.source, len(keys), *keys, *args)
+
+
+def main() -> int:
+    """`python -m worker.catalogue`: publish this image's tasks once and exit, as a worker would
+    at start. For deployments whose workers start at zero replicas (the API accepts a task only
+    once a worker image has published it) and for submits before the first worker is up."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    settings = get_settings()
+    try:
+        tasks = specs()
+        publish(
+            redis.Redis.from_url(settings.redis_url), tasks.values(), settings, records.now_ms()
+        )
+    except (ConfigurationError, redis.RedisError) as exc:
+        log.error("catalogue not published: %s", exc)
+        return 1
+    log.info("published %d tasks: %s", len(tasks), ", ".join(tasks))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,12 +25,12 @@ from celery import bootsteps
 from celery.concurrency.solo import TaskPool as SoloPool
 from celery.worker import state as worker_state
 
-from contracts import records, scripts
-from contracts.catalogue import TaskSpec, registration_field
+from contracts import records
+from contracts.catalogue import TaskSpec
 from contracts.records import State
 from contracts.settings import Settings, get_settings
 from worker.cancellation import CancelWatch
-from worker.catalogue import served
+from worker.catalogue import publish, served
 from worker.records import RecordsUnavailable, worker_records
 
 log = logging.getLogger(__name__)
@@ -99,11 +99,9 @@ class Heartbeat:
         loop_held_by_tasks: bool,
     ):
         self.settings = settings
-        # What this worker can run, published with every beat (register.lua): the catalogue
-        # the API validates submissions against.
-        self.catalogue = orjson.dumps(
-            {registration_field(spec): spec.to_json().decode() for spec in tasks}
-        )
+        # What this worker can run, published with every beat: the catalogue the API
+        # validates submissions against.
+        self.tasks = tasks
         self.started_ms = records.now_ms()
         self.member = instance_name(hostname)
         self.loop_held_by_tasks = loop_held_by_tasks
@@ -114,7 +112,6 @@ class Heartbeat:
         self.client = redis.Redis.from_url(
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2
         )
-        self.publish = self.client.register_script(scripts.REGISTER.source)
 
     def beat(self) -> None:
         reachable = self._register()
@@ -136,16 +133,7 @@ class Heartbeat:
                 # Workers that died without leaving (killed pods) drop out of the registry.
                 pipe.zremrangebyscore(records.WORKERS, "-inf", now - 10 * max_age)
                 pipe.execute()
-            keys, args = scripts.REGISTER.bind(
-                catalogue=records.CATALOGUE,
-                started=records.CATALOGUE_STARTED,
-                seen=records.CATALOGUE_SEEN,
-                entries=self.catalogue,
-                now=int(now * 1000),
-                started_ms=self.started_ms,
-                horizon=int((now - self.settings.catalogue_retention_seconds) * 1000),
-            )
-            self.publish(keys=keys, args=args)
+            publish(self.client, self.tasks, self.settings, self.started_ms)
         except redis.RedisError as exc:
             log.warning("Redis unreachable, worker not ready: %s", exc)
             self.settings.worker_ready_file.unlink(missing_ok=True)

@@ -136,7 +136,7 @@ def test_a_raised_limit_is_refused_with_the_default_visibility_timeout() -> None
 def test_limits_of_tasks_only_an_image_has_count_too() -> None:
     """The chart cannot see a team's tasks: their limits are accepted, and checked like the
     built-ins' against the visibility timeout."""
-    render(set_values=["settings.taskTimeLimits.acme_report=7000", "worker.queues={default}"])
+    render(set_values=["settings.taskTimeLimits.acme_report=6000", "worker.queues={default}"])
     error = render_failure(["settings.taskTimeLimits.acme_report=8000"])
     assert "must be at least 8800: the longest task time limit (8000 s, task acme_report)" in error
 

@@ -19,6 +19,7 @@ from .rendering import (
     KEDA_APIS,
     MONITORING_APIS,
     RELEASE,
+    REPO_ROOT,
     Manifest,
     by_kind,
     one,
@@ -374,3 +375,11 @@ def test_a_pool_may_consume_a_queue_only_its_images_tasks_use(tmp_path: Path) ->
     values = pools_file(tmp_path, [{"name": "default"}, {"name": "acme", "queues": ["acme"]}])
     acme = one(render([values]), "Deployment", "-worker-acme")
     assert container_env(acme)["KUBETASKS_WORKER_QUEUES"] == '["acme"]'
+
+
+def test_the_examples_second_pool_runs_its_image_on_its_queue() -> None:
+    values = REPO_ROOT / "examples" / "own-tasks" / "values.yaml"
+    acme = one(render([values]), "Deployment", "-worker-acme")
+    assert container_env(acme)["KUBETASKS_WORKER_QUEUES"] == '["acme"]'
+    image = pod_spec(acme)["containers"][0]["image"]
+    assert image == "registry.example.com/acme/kubetasks-worker-acme:1.0.0"

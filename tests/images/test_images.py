@@ -94,6 +94,18 @@ def images() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+def acme_image(images: dict[str, str]) -> str:
+    """examples/own-tasks built FROM the worker image, as a team builds its own."""
+    example = REPO_ROOT / "examples" / "own-tasks"
+    ref = "localhost/kubetasks-acme:test"
+    return str(
+        IMAGES.build_context(
+            IMAGES.engine(), example / "Dockerfile", example, ref, WORKER_IMAGE=images["worker"]
+        )
+    )
+
+
+@pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
     server = require_binary("redis-server", "apt-get install -y redis-server")
     port = free_port()
@@ -245,3 +257,40 @@ def test_flower_serves_health_and_metrics_under_its_prefix_without_auth(
         raise
     finally:
         flower.remove()
+
+
+def test_a_teams_image_built_from_the_worker_image_runs_its_own_tasks(
+    acme_image: str, api: str, redis_url: str
+) -> None:
+    worker = Container(
+        acme_image,
+        [],
+        {
+            "KUBETASKS_REDIS_URL": redis_url,
+            "KUBETASKS_WORKER_QUEUES": '["acme"]',
+            "KUBETASKS_WORKER_METRICS_PORT": str(free_port()),
+            "PROMETHEUS_MULTIPROC_DIR": "/tmp/kubetasks/metrics",
+        },
+        init=False,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        status = 0
+        submitted: Any = None
+        while time.monotonic() < deadline and status != 202:  # until the worker published
+            status, submitted = http(
+                "POST", f"{api}/tasks", {"name": "describe_size", "args": {"size_bytes": 2048}}
+            )
+            time.sleep(0.5)
+        assert status == 202, submitted
+        task_id = submitted["task_id"]
+        record: Any = {}
+        while time.monotonic() < deadline and record.get("state") != "SUCCESS":
+            status, record = http("GET", f"{api}/tasks/{task_id}")
+            time.sleep(0.5)
+        assert record.get("result") == {"size": "2.0 kB"}, f"{record}\n{worker.logs()}"
+    except BaseException:
+        print(worker.logs())
+        raise
+    finally:
+        worker.remove()
