@@ -86,6 +86,16 @@ def wait_for(url: str, deadline_s: float) -> None:
     pytest.fail(f"{url} did not answer 200 within {deadline_s} s")
 
 
+def submit_once_published(api: str, body: dict[str, Any], deadline: float) -> str:
+    """Submit as soon as the API knows the task: a worker publishes its tasks when it starts."""
+    status, answer = http("POST", f"{api}/tasks", body)
+    while status == 422 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status, answer = http("POST", f"{api}/tasks", body)
+    assert status == 202, answer
+    return str(answer["task_id"])
+
+
 @pytest.fixture(scope="module")
 def images() -> dict[str, str]:
     tool = IMAGES.engine()
@@ -207,10 +217,8 @@ def test_worker_completes_a_task_submitted_through_the_api(
         init=False,
     )  # as in Kubernetes: celery itself is PID 1
     try:
-        status, submitted = http("POST", f"{api}/tasks", {"name": "sleep", "args": {"seconds": 0}})
-        assert status == 202, submitted
-        task_id = submitted["task_id"]
         deadline = time.monotonic() + 60
+        task_id = submit_once_published(api, {"name": "sleep", "args": {"seconds": 0}}, deadline)
         state = ""
         while time.monotonic() < deadline and not state.endswith("SUCCESS"):
             status, record = http("GET", f"{api}/tasks/{task_id}")
@@ -275,18 +283,11 @@ def test_a_teams_image_built_from_the_worker_image_runs_its_own_tasks(
     )
     try:
         deadline = time.monotonic() + 60
-        status = 0
-        submitted: Any = None
-        while time.monotonic() < deadline and status != 202:  # until the worker published
-            status, submitted = http(
-                "POST", f"{api}/tasks", {"name": "describe_size", "args": {"size_bytes": 2048}}
-            )
-            time.sleep(0.5)
-        assert status == 202, submitted
-        task_id = submitted["task_id"]
+        body = {"name": "describe_size", "args": {"size_bytes": 2048}}
+        task_id = submit_once_published(api, body, deadline)
         record: Any = {}
         while time.monotonic() < deadline and record.get("state") != "SUCCESS":
-            status, record = http("GET", f"{api}/tasks/{task_id}")
+            _, record = http("GET", f"{api}/tasks/{task_id}")
             time.sleep(0.5)
         assert record.get("result") == {"size": "2.0 kB"}, f"{record}\n{worker.logs()}"
     except BaseException:
