@@ -22,6 +22,9 @@ $(STAMP): requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
+	# The task SDK and the built-in tasks, editable: workers find the built-ins by entry point.
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation \
+	  -e packages/kubetasks -e packages/kubetasks-builtins
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
@@ -51,7 +54,7 @@ lock: venv
 	$(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip compile --quiet --python-version 3.11 --generate-hashes \
 	  requirements/dev.in -o requirements/dev.txt
-	for image in api worker; do \
+	for image in api worker build; do \
 	  $(BIN)/uv pip compile --quiet --python-version 3.11 --generate-hashes \
 	    -c requirements/dev.txt requirements/$$image.in -o requirements/$$image.txt; \
 	done

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import orjson
 from redis.asyncio import Redis
 
+from api.catalogue import Catalogue
 from api.exceptions import (
     BacklogFull,
     DeadLetterNotFound,
@@ -19,7 +20,7 @@ from api.exceptions import (
     TaskNotFound,
 )
 from contracts import records, scripts
-from contracts.catalogue import QUEUES, TaskSpec
+from contracts.catalogue import DEFAULT_MAX_BACKLOG, QUEUES, TaskSpec
 from contracts.messages import build_message, message_for_record
 from contracts.records import State, now_ms
 from contracts.scripts import Named, Script
@@ -95,13 +96,14 @@ class TaskStore:
         }
         self._max_backlog = {q.name: q.max_backlog for q in QUEUES.values()}
         self._max_backlog.update(settings.queue_max_backlog)
+        self.catalogue = Catalogue(redis, settings)
 
     async def _call(self, script: Script, **named: Named) -> Any:
         keys, args = script.bind(**named)
         return await self._registered[script.name](keys=keys, args=args)
 
     def max_backlog(self, queue: str) -> int:
-        return self._max_backlog[queue]
+        return self._max_backlog.get(queue, DEFAULT_MAX_BACKLOG)
 
     async def submit(
         self,
@@ -117,7 +119,7 @@ class TaskStore:
         now = now_ms()
         due = now + int(countdown * 1000) if countdown > 0 else 0
         queue_list, message = build_message(
-            spec,
+            spec.name,
             task_id,
             args,
             queue=queue,
@@ -125,7 +127,7 @@ class TaskStore:
             retries=0,
             published_at_ms=due or now,
         )
-        limit = self._max_backlog[queue]
+        limit = self.max_backlog(queue)
         outcome, value = await self._call(
             scripts.SUBMIT,
             record=records.record_key(task_id),
@@ -194,7 +196,7 @@ class TaskStore:
         return Page(items=items, next_cursor=more)
 
     async def overview(self) -> Overview:
-        names = list(QUEUES)
+        names = await self.catalogue.queues()
         lists = [key for q in names for key in records.queue_lists(q)]
         since = time.time() - self.settings.worker_heartbeat_max_age_seconds
         per_queue, inflight, delayed, dead, workers = await self._call(
@@ -225,7 +227,7 @@ class TaskStore:
         if dead_since is None or not raw:
             raise DeadLetterNotFound(task_id)
         now = now_ms()
-        queue_list, message = message_for_record(self.settings.tasks, task_id, _text(raw), now)
+        queue_list, message = message_for_record(task_id, _text(raw), now)
         outcome = await self._call(
             scripts.DEADLETTER_REQUEUE,
             record=records.record_key(task_id),

@@ -15,9 +15,12 @@ from typing import Any
 import redis
 
 from contracts import records
-from contracts.catalogue import QUEUES, TASKS
+from contracts.catalogue import QUEUES
 from contracts.records import State
 from devstack.processes import Process, Stack, wait_until
+from worker.catalogue import specs
+
+TASKS = specs()
 
 # Short shutdowns so that stopping the worker between phases takes seconds. No Flower runs, so
 # the worker sends no task events, as the chart configures it without Flower; the bare Celery

@@ -14,9 +14,11 @@ from bench import baseline, client, drain, growth, memory, profile, wrk
 from bench.config import SUBMIT_BODY, Config
 from bench.env import drop_queued, machine, make_stack, redis_client, stop
 from bench.stats import summary
-from contracts.catalogue import TASKS
 from contracts.messages import build_message
 from devstack.processes import Process, Stack, wait_until
+from worker.catalogue import specs
+
+TASKS = specs()
 
 
 def log(message: str) -> None:
@@ -128,7 +130,7 @@ def measure(stack: Stack, cfg: Config, results: dict[str, Any]) -> None:
     log(f"growth: records {cfg.growth_sizes}")
     results["growth"] = growth.growth(stack, template, cfg)
     log(f"scrape with {cfg.queued_messages:,} queued messages")
-    _, message = build_message(TASKS["sleep"], "0" * 32, {"seconds": 0, "note": ""},
+    _, message = build_message("sleep", "0" * 32, {"seconds": 0, "note": ""},
                                queue="default", priority=0, retries=0,
                                published_at_ms=int(time.time() * 1000))  # fmt: skip
     results["scrape"] = growth.scrape(stack, r, message, cfg)

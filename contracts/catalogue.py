@@ -1,44 +1,23 @@
-"""The task catalogue: every task's name, argument model, queue, limits and retry policy.
+"""The task catalogue as API and workers share it: what a registered task looks like, and which
+of its registered versions counts.
 
-The API validates submissions against these models and routes by the queue named here; the
-worker binds an implementation to each name (`worker/tasks/`) and refuses to start if one is
-missing. Adding a task means one entry here and one implementation module in the worker.
+Tasks are defined in the teams' own packages (`@kubetasks.task`, packages/kubetasks) and the
+built-ins (packages/kubetasks-builtins). Each worker imports the task modules it finds and
+publishes a `TaskSpec` per task into Redis (contracts/lua/register.lua, at start and with every
+heartbeat); the API reads them from there, so it never imports task code. A spec's `version`
+hashes all of it: two workers running different code for one name publish two versions, and
+`current` picks the one submissions are validated against.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Literal
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class TaskArgs(BaseModel):
-    """Base of every argument model: unknown fields are an error, not silently dropped."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SleepArgs(TaskArgs):
-    seconds: float = Field(ge=0, le=600, description="How long to sleep, reporting progress.")
-    note: str = Field(default="", max_length=1000, description="Returned as the result.")
-
-
-class PrimesArgs(TaskArgs):
-    limit: int = Field(ge=2, le=20_000_000, description="Count the primes below this number.")
-
-
-class FlakyArgs(TaskArgs):
-    failures: int = Field(ge=0, le=10, description="Attempts that fail before one succeeds.")
-
-
-class ThumbnailArgs(TaskArgs):
-    image_base64: str = Field(
-        min_length=4, max_length=700_000, description="The image file, base64-encoded."
-    )
-    max_size: int = Field(default=128, ge=16, le=1024, description="Longest side in pixels.")
-    format: Literal["PNG", "JPEG", "WEBP"] = "PNG"
+import orjson
 
 
 @dataclass(frozen=True)
@@ -60,16 +39,59 @@ class QueueSpec:
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    args_model: type[TaskArgs]
     queue: str
     time_limit_seconds: int
     description: str
+    args_schema: Mapping[str, Any] = field(hash=False)
     retry: RetryPolicy | None = None
 
     @property
     def soft_time_limit_seconds(self) -> float:
         # The soft limit leaves the task a moment to clean up before the hard kill.
         return max(self.time_limit_seconds - 5, self.time_limit_seconds * 0.9)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS)
+
+    @cached_property
+    def version(self) -> str:
+        return hashlib.sha256(self.to_json()).hexdigest()[:16]
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> TaskSpec:
+        data = orjson.loads(raw)
+        retry = data.pop("retry")
+        return cls(**data, retry=RetryPolicy(**retry) if retry else None)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One published version of a task: the spec, when the newest worker publishing it
+    started, and when a worker last published it (ms since the epoch)."""
+
+    spec: TaskSpec
+    started_ms: int
+    seen_ms: int
+
+
+def registration_field(spec: TaskSpec) -> str:
+    """The field of a version in the catalogue hashes (contracts.records.CATALOGUE*)."""
+    return f"{spec.name}@{spec.version}"
+
+
+def current(registrations: Iterable[Registration], live_after_ms: int) -> dict[str, TaskSpec]:
+    """The version of each task that submissions are validated against: the one the most
+    recently started worker publishes, among versions a live worker publishes (seen after
+    `live_after_ms`); with no live worker for a task (scaled to zero), among all its versions.
+    A rolling update thus switches to the new version with its first new worker, a rollback
+    switches back the same way, and a task stays known while its workers are down."""
+    best: dict[str, tuple[tuple[bool, int, int, str], TaskSpec]] = {}
+    for r in registrations:
+        rank = (r.seen_ms > live_after_ms, r.started_ms, r.seen_ms, r.spec.version)
+        known = best.get(r.spec.name)
+        if known is None or rank > known[0]:
+            best[r.spec.name] = (rank, r.spec)
+    return {name: spec for name, (_, spec) in sorted(best.items())}
 
 
 QUEUES: dict[str, QueueSpec] = {
@@ -80,42 +102,12 @@ QUEUES: dict[str, QueueSpec] = {
     )
 }
 
-TASKS: dict[str, TaskSpec] = {
-    t.name: t
-    for t in (
-        TaskSpec(
-            "sleep",
-            SleepArgs,
-            queue="default",
-            time_limit_seconds=660,
-            description="Sleeps, reporting progress every second (the seed's demo task).",
-        ),
-        TaskSpec(
-            "primes",
-            PrimesArgs,
-            queue="cpu",
-            time_limit_seconds=300,
-            description="Counts primes with a sieve: CPU-bound, for autoscaling demos.",
-        ),
-        TaskSpec(
-            "flaky",
-            FlakyArgs,
-            queue="default",
-            time_limit_seconds=60,
-            description="Fails its first attempts with a transient error, then succeeds.",
-            retry=RetryPolicy(max_retries=5, backoff_seconds=1.0, backoff_max_seconds=30.0),
-        ),
-        TaskSpec(
-            "thumbnail",
-            ThumbnailArgs,
-            queue="default",
-            time_limit_seconds=120,
-            description="Resizes an image to a thumbnail and returns it base64-encoded.",
-        ),
-    )
-}
+# The backlog limit of a queue that is not one of QUEUES (KUBETASKS_QUEUE_MAX_BACKLOG sets others).
+DEFAULT_MAX_BACKLOG = 10_000
 
-# The seed's `{"type": N}` submissions: a sleep of N * 10 seconds (0 runs at once).
+# The seed's `{"type": N}` submissions: a sleep of N * 10 seconds (0 runs at once), the
+# built-in task SEED_TASK.
+SEED_TASK = "sleep"
 SEED_TASK_TYPES: dict[int, float] = {0: 0.0, 1: 10.0, 2: 20.0, 3: 30.0}
 
 # Priorities as clients see them: 0..9, higher served first. Celery's Redis transport serves
@@ -124,16 +116,5 @@ PRIORITY_MIN, PRIORITY_MAX = 0, 9
 PRIORITY_STEPS: tuple[int, ...] = (0, 3, 6, 9)
 
 
-def configured(time_limits: Mapping[str, int]) -> dict[str, TaskSpec]:
-    """The catalogue with a deployment's time-limit overrides (KUBETASKS_TASK_TIME_LIMITS)."""
-    unknown = set(time_limits) - set(TASKS)
-    if unknown:
-        raise ValueError(f"time limits for unknown tasks: {sorted(unknown)}")
-    return {
-        name: replace(spec, time_limit_seconds=time_limits.get(name, spec.time_limit_seconds))
-        for name, spec in TASKS.items()
-    }
-
-
 def longest_time_limit(tasks: Mapping[str, TaskSpec]) -> int:
-    return max(t.time_limit_seconds for t in tasks.values())
+    return max((t.time_limit_seconds for t in tasks.values()), default=0)

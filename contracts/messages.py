@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import orjson
 
-from contracts.catalogue import PRIORITY_MAX, PRIORITY_STEPS, TaskSpec
+from contracts.catalogue import PRIORITY_MAX, PRIORITY_STEPS
 from contracts.records import Field, queue_lists
 
 PUBLISHED_AT_HEADER = "kt_published_at"
@@ -35,7 +35,7 @@ def queue_list_for(queue: str, priority: int) -> str:
 
 
 def build_message(
-    spec: TaskSpec,
+    name: str,
     task_id: str,
     args: dict[str, object],
     *,
@@ -50,7 +50,7 @@ def build_message(
     body = orjson.dumps([[args], {}, embed])
     headers = {
         "lang": "py",
-        "task": spec.name,
+        "task": name,
         "id": task_id,
         "shadow": None,
         "eta": None,
@@ -63,7 +63,7 @@ def build_message(
         "timelimit": [None, None],
         "root_id": task_id,
         "parent_id": None,
-        "argsrepr": f"({spec.name} args)",
+        "argsrepr": f"({name} args)",
         "kwargsrepr": "{}",
         "origin": ORIGIN,
         "ignore_result": True,
@@ -88,11 +88,11 @@ def build_message(
 
 
 def message_for_record(
-    tasks: Mapping[str, TaskSpec], task_id: str, record: Mapping[str, str], published_at_ms: int
+    task_id: str, record: Mapping[str, str], published_at_ms: int
 ) -> tuple[str, bytes]:
     """A fresh message for a task whose own message is gone (dead-lettered, or lost)."""
     return build_message(
-        tasks[record[Field.NAME]],
+        record[Field.NAME],
         task_id,
         orjson.loads(record[Field.ARGS]),
         queue=record[Field.QUEUE],

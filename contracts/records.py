@@ -57,6 +57,12 @@ WORKERS = "kt:workers"  # hostname, score = last heartbeat (s)
 INFLIGHT = "kt:inflight"
 # kombu's Redis transport keeps unacknowledged messages here (its defaults; the worker refuses
 # transport options that would move them, see worker.broker).
+# The task catalogue the workers publish (contracts/lua/register.lua): registration field
+# (contracts.catalogue.registration_field) -> spec JSON; -> start time (ms) of the newest worker
+# publishing it; -> when a worker last published it (ms).
+CATALOGUE = "kt:catalogue"
+CATALOGUE_STARTED = "kt:catalogue:started"
+CATALOGUE_SEEN = "kt:catalogue:seen"
 UNACKED = "unacked"
 UNACKED_INDEX = "unacked_index"
 
@@ -79,6 +85,9 @@ FIXED_KEYS = {
     "deadletter": DEADLETTER,
     "workers": WORKERS,
     "inflight": INFLIGHT,
+    "catalogue": CATALOGUE,
+    "catalogue_started": CATALOGUE_STARTED,
+    "catalogue_seen": CATALOGUE_SEEN,
     "unacked": UNACKED,
     "unacked_index": UNACKED_INDEX,
 }

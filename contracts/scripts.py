@@ -184,8 +184,10 @@ TRIM = load("trim")
 FETCH = load("fetch")
 ADOPT = load("adopt")
 RESTORE_DEAD = load("restore_dead")
+REGISTER = load("register")
 
 ALL = (
     SUBMIT, CANCEL, LIST, QUEUE_STATS, DEADLETTER_REQUEUE, DEADLETTER_DISCARD, START, PROGRESS,
     FINISH, ABANDON, RETRY, DEFER, REQUEUED, MOVE_DUE, REAP, TRIM, FETCH, ADOPT, RESTORE_DEAD,
+    REGISTER,
 )  # fmt: skip

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from contracts.catalogue import TaskSpec, configured
 
 
 class Settings(BaseSettings):
@@ -34,8 +32,14 @@ class Settings(BaseSettings):
     tombstone_ttl_seconds: int = Field(default=7 * 86400, ge=1)
     idempotency_ttl_seconds: int = Field(default=86400, ge=1)
 
-    # Hard time limit per task name, overriding the catalogue's (soft limit follows).
+    # Hard time limit per task name, overriding the task's own (soft limit follows); a worker
+    # ignores the names of tasks it does not serve (another pool's).
     task_time_limits: dict[str, int] = {}
+    # Modules of task definitions to import besides the `kubetasks.tasks` entry points.
+    task_modules: list[str] = []
+    # A task version no worker has published for this long leaves the catalogue (a task whose
+    # workers are scaled to zero stays submittable until then).
+    catalogue_retention_seconds: int = Field(default=30 * 86400, ge=60)
 
     # API.
     api_key: SecretStr | None = None
@@ -66,11 +70,6 @@ class Settings(BaseSettings):
     worker_logfile: Path | None = None
     scheduler_interval_seconds: float = Field(default=0.5, gt=0)
 
-    @cached_property
-    def tasks(self) -> dict[str, TaskSpec]:
-        """The task catalogue as this deployment configures it."""
-        return configured(self.task_time_limits)
-
     @model_validator(mode="after")
     def _tombstones_outlive_records(self) -> Settings:
         if self.tombstone_ttl_seconds < self.record_ttl_seconds:
@@ -78,7 +77,6 @@ class Settings(BaseSettings):
                 "KUBETASKS_TOMBSTONE_TTL_SECONDS must be >= KUBETASKS_RECORD_TTL_SECONDS, "
                 "or an expired task would read as never submitted (404 instead of 410)"
             )
-        configured(self.task_time_limits)  # unknown task names fail here, at start
         return self
 
 

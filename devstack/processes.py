@@ -330,7 +330,19 @@ class Stack:
         except OSError:
             return False
 
-    def start_api(self, *, timeout: float = 20, **env: str) -> Process:
+    def publish_catalogue(self) -> None:
+        """Publish the worker image's tasks (`python -m worker.catalogue`), as a deployment
+        does before its workers run, so the API takes tasks before the first worker is up."""
+        argv = [sys.executable, "-m", "worker.catalogue"]
+        done = subprocess.run(argv, env=self.env(), capture_output=True, text=True, timeout=60)
+        if done.returncode:
+            raise RuntimeError(f"publishing the catalogue failed:\n{done.stdout}{done.stderr}")
+
+    def start_api(
+        self, *, timeout: float = 20, publish_catalogue: bool = True, **env: str
+    ) -> Process:
+        if publish_catalogue:
+            self.publish_catalogue()
         fd = self._api_listener.fileno()
         argv = [
             sys.executable, "-m", "uvicorn", "api.main:app", "--fd", str(fd),

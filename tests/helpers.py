@@ -86,6 +86,16 @@ def sample(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
 
 
+def run_flaky_as(function: str) -> str:
+    """Setup code for `programmatic_worker`: the flaky task runs `function(args, ctx)` instead."""
+    return (
+        "import dataclasses\n"
+        "flaky = app.tasks['flaky']\n"
+        "flaky.definition = dataclasses.replace(\n"
+        f"    flaky.definition, fn={function}, takes_model=True, takes_context=True)\n"
+    )
+
+
 def programmatic_worker(
     stack: Stack,
     name: str,

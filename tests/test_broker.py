@@ -19,13 +19,15 @@ from kombu.connection import Connection
 from kombu.entity import Queue
 from kombu.messaging import Consumer
 
-from contracts.catalogue import TASKS
 from contracts.messages import build_message
 from contracts.records import State, queue_lists
 from contracts.settings import Settings
 from devstack.processes import Stack
 from tests.helpers import ApiClient, wait_for
+from worker.catalogue import specs
 from worker.records import WorkerRecords
+
+TASKS = specs()
 
 
 def _calls(r: redis.Redis, command: str) -> int:
@@ -77,7 +79,7 @@ def _queue(r: redis.Redis, count: int, first: int = 0) -> list[tuple[str, bytes]
     queued = []
     for i in range(first, first + count):
         queue_list, payload = build_message(
-            spec, f"task-{i}", {"seconds": 0}, queue=spec.queue, priority=0, retries=0,
+            spec.name, f"task-{i}", {"seconds": 0}, queue=spec.queue, priority=0, retries=0,
             published_at_ms=0,
         )  # fmt: skip
         r.lpush(queue_list, payload)

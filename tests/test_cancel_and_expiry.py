@@ -9,7 +9,7 @@ import pytest
 
 from devstack.processes import Stack
 from tests.conftest import client_for
-from tests.helpers import programmatic_worker, wait_for
+from tests.helpers import programmatic_worker, run_flaky_as, wait_for
 
 
 def test_cancel_with_no_worker_online_means_the_task_never_runs(
@@ -74,13 +74,11 @@ def test_cancel_stops_a_task_that_never_reports_progress(
     stack.start_api()
     setup = (
         "import os, time\n"
-        "from worker.registry import IMPLEMENTATIONS\n"
         "def silent(args, ctx):\n"
         "    if args.failures:\n"
         f"        {busy}\n"
         "    return os.getpid()\n"
-        "IMPLEMENTATIONS['flaky'] = silent\n"
-    )
+    ) + run_flaky_as("silent")
     worker = programmatic_worker(stack, "silent", setup=setup, concurrency=1)
     with client_for(stack) as api:
         task_id = api.submit("flaky", {"failures": 1})

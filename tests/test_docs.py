@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from contracts.catalogue import TASKS
 from contracts.settings import Settings
+from worker.catalogue import specs
+
+TASKS = specs()
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -172,6 +172,7 @@ def test_one_table_of_requests_gets_the_same_answers_with_and_without_the_lane(
         },
     )
     stack.start_redis()
+    stack.publish_catalogue()
     uvicorn_args = ("--root-path", root_path) if root_path else ()
     with_lane = start(stack, "api.main:create_app", *uvicorn_args)
     without = start(stack, "tests.fastlane_apps:without_the_lane", *uvicorn_args)

@@ -119,6 +119,8 @@ def test_a_redis_outage_leaves_api_and_flower_ready_and_the_deep_check_follows_r
 
         stack.processes.remove(redis)
         stack.start_redis()
+        # This Redis comes back empty: the catalogue returns as a worker's next beat brings it.
+        stack.publish_catalogue()
         wait_for(lambda: deep_answers(api, 200), 10, "the deep check to see Redis again")
         assert api.post("/tasks", json={"type": 0}).status_code == 202
 

@@ -11,9 +11,11 @@ from datetime import datetime, timedelta
 import httpx
 from PIL import Image
 
-from contracts.catalogue import TASKS
 from tests.helpers import ApiClient
+from worker.catalogue import specs
 from worker.lifecycle import backoff_seconds
+
+TASKS = specs()
 
 
 def test_seed_client_submits_by_type_and_reads_celery_fields(api: ApiClient) -> None:

@@ -16,7 +16,7 @@ import redis
 from contracts import records
 from devstack.processes import ROOT, Stack
 from tests.conftest import client_for
-from tests.helpers import ApiClient, programmatic_worker, wait_for
+from tests.helpers import ApiClient, programmatic_worker, run_flaky_as, wait_for
 
 
 def _kill_each_attempt(api: ApiClient, task_id: str, attempts: int) -> None:
@@ -82,11 +82,9 @@ def test_a_task_raising_a_redis_error_of_its_own_fails_once(
     stack.start_api()
     setup = (
         "import redis\n"
-        "from worker.registry import IMPLEMENTATIONS\n"
         "def broken(args, ctx):\n"
         "    raise redis.ConnectionError('the task cache is down')\n"
-        "IMPLEMENTATIONS['flaky'] = broken\n"
-    )
+    ) + run_flaky_as("broken")
     programmatic_worker(stack, "own-errors", setup=setup)
     with client_for(stack) as api:
         view = api.wait_task(api.submit("flaky", {"failures": 0}))
@@ -181,15 +179,13 @@ def test_each_pool_process_keeps_its_own_single_redis_connection(
     stack.start_api()
     setup = (
         "import os, time\n"
-        "from worker.registry import IMPLEMENTATIONS\n"
         "from worker.records import worker_records\n"
         "def report(args, ctx):\n"
         "    time.sleep(0.5)  # both pool processes take one\n"
         "    records = worker_records()\n"
         "    return {'pid': os.getpid(), 'single': records.single_connection,\n"
         "            'connection': records.client.client_id()}\n"
-        "IMPLEMENTATIONS['flaky'] = report\n"
-    )
+    ) + run_flaky_as("report")
     programmatic_worker(stack, "pool", setup=setup)
     with client_for(stack) as api:
         ids = [api.submit("flaky", {"failures": 0}) for _ in range(6)]

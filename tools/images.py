@@ -107,16 +107,23 @@ def ensure_local_base(tool: str) -> str:
     return LOCAL_BASE_IMAGE
 
 
-def build(tool: str, name: str, base_image: str, tag: str) -> str:
-    ref = f"localhost/kubetasks-{name}:{tag}"
-    cmd = [tool, "build", "--network", "host", "-f", str(REPO_ROOT / f"Dockerfile.{name}")]
-    cmd += ["--build-arg", f"BASE_IMAGE={base_image}", "-t", ref]
+def build_context(tool: str, dockerfile: Path, context: Path, ref: str, **args: str) -> str:
+    """Build `ref` from a Dockerfile with build arguments; returns `ref`."""
+    cmd = [tool, "build", "--network", "host", "-f", str(dockerfile), "-t", ref]
+    for key, value in args.items():
+        cmd += ["--build-arg", f"{key}={value}"]
     if HOST_CA_BUNDLE.exists():
         # This network intercepts TLS: pip inside the build trusts the host's CA bundle.
         cmd += ["-v", f"{HOST_CA_BUNDLE}:/run/host-ca.crt:ro"]
         cmd += ["--build-arg", "PIP_CERT=/run/host-ca.crt"]
-    run([*cmd, str(REPO_ROOT)])
+    run([*cmd, str(context)])
     return ref
+
+
+def build(tool: str, name: str, base_image: str, tag: str) -> str:
+    dockerfile = REPO_ROOT / f"Dockerfile.{name}"
+    ref = f"localhost/kubetasks-{name}:{tag}"
+    return build_context(tool, dockerfile, REPO_ROOT, ref, BASE_IMAGE=base_image)
 
 
 def main() -> None:

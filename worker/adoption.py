@@ -24,12 +24,12 @@ import orjson
 from celery.worker.strategy import default as default_strategy
 from pydantic import ValidationError
 
-from contracts.catalogue import PRIORITY_MAX, PRIORITY_MIN, QUEUES, TaskSpec
+from contracts.catalogue import PRIORITY_MAX, PRIORITY_MIN, QUEUES
 from contracts.messages import PUBLISHED_AT_HEADER, build_message
 from contracts.records import now_ms
-from contracts.settings import get_settings
 from worker import metrics
 from worker.broker import settle
+from worker.catalogue import Served, served
 from worker.records import RecordScriptError, RecordsUnavailable, worker_records
 
 log = logging.getLogger(__name__)
@@ -75,11 +75,10 @@ def refuse_unknown(message: Any) -> None:
 def adopt(message: Any, name: str) -> None:
     headers = message.headers
     task_id, tag = str(headers.get("id", "")), str(message.delivery_tag)
-    settings = get_settings()
-    spec = settings.tasks.get(name)
+    task = served().get(name)
     queue = str(message.delivery_info.get("routing_key") or "")
-    if spec is not None and queue not in QUEUES:
-        queue = spec.queue
+    if task is not None and queue not in {*QUEUES, task.spec.queue}:
+        queue = task.spec.queue
     step = message.properties.get("priority")
     priority = min(PRIORITY_MAX, max(PRIORITY_MIN, PRIORITY_MAX - int(step or 0)))
     now = now_ms()
@@ -87,9 +86,9 @@ def adopt(message: Any, name: str) -> None:
     sent: Any = None
     try:
         sent = message.payload
-        if spec is None:
+        if task is None:
             raise _unknown(name)
-        args = _arguments(spec, sent)
+        args = _arguments(task, sent)
     except Refused as refused:
         args_json = _json_or_repr(sent)
         call = {"error_type": refused.error_type, "error_message": str(refused)[:2000]}
@@ -98,7 +97,7 @@ def adopt(message: Any, name: str) -> None:
     else:
         args_json = orjson.dumps(args).decode()
         queue_list, payload = build_message(
-            spec, task_id, args, queue=queue, priority=priority, retries=0,
+            name, task_id, args, queue=queue, priority=priority, retries=0,
             published_at_ms=due or now,
         )  # fmt: skip
         call = {"error_type": "", "error_message": ""}
@@ -108,7 +107,7 @@ def adopt(message: Any, name: str) -> None:
         return worker_records().adopt(
             task_id, name=name, queue=queue, priority=priority, args=args_json, now=now,
             due=due, queue_list=queue_list, message=payload, tag=tag,
-            known=spec is not None, **call,
+            known=task is not None, **call,
         )  # fmt: skip
 
     outcome = _settled(message, record)
@@ -147,11 +146,11 @@ def _settled(message: Any, record: Any) -> str | None:
 
 
 def _unknown(name: str) -> Refused:
-    known = ", ".join(get_settings().tasks)
+    known = ", ".join(served())
     return Refused("NotRegistered", "unknown_task", f"unknown task {name!r}; known: {known}")
 
 
-def _arguments(spec: TaskSpec, sent: Any) -> dict[str, Any]:
+def _arguments(task: Served, sent: Any) -> dict[str, Any]:
     """Celery's (args, kwargs, embed) body -> the task's checked arguments."""
     try:
         args, kwargs, _ = sent
@@ -163,13 +162,13 @@ def _arguments(spec: TaskSpec, sent: Any) -> dict[str, Any]:
         raise Refused(
             "InvalidArguments",
             "invalid_arguments",
-            f"{spec.name} takes keyword arguments or one positional dict of them, got "
+            f"{task.spec.name} takes keyword arguments or one positional dict of them, got "
             f"{len(args)} positional and {len(kwargs)} keyword arguments",
         )
     try:
-        checked: dict[str, Any] = spec.args_model.model_validate(
-            args[0] if args else kwargs
-        ).model_dump(mode="json")
+        checked: dict[str, Any] = task.definition.parse(args[0] if args else kwargs).model_dump(
+            mode="json"
+        )
     except ValidationError as exc:
         fields = "; ".join(
             f"{'.'.join(str(p) for p in ('args', *e['loc']))}: {e['msg']}" for e in exc.errors()

@@ -20,15 +20,14 @@ from typing import Any
 from celery import Celery, signals
 from kombu.entity import Queue
 
-import worker.tasks  # noqa: F401  (registers the implementations)
-from contracts.catalogue import PRIORITY_STEPS, QUEUES, TASKS, longest_time_limit
+from contracts.catalogue import PRIORITY_STEPS, QUEUES, longest_time_limit
 from contracts.settings import Settings, get_settings
 from worker import cancellation, metrics
 from worker.broker import TRANSPORT, ConfigurationError, TransportCheck, check_transport_options
+from worker.catalogue import Served, served
 from worker.housekeeping import ConsumerLoopPulse, Housekeeping, instance_name
 from worker.lifecycle import RecordedTask
 from worker.records import worker_records
-from worker.registry import IMPLEMENTATIONS
 
 SERIALIZER = "json"
 
@@ -39,9 +38,9 @@ def visibility_margin(longest: int) -> float:
     return max(5.0, longest * 0.1)
 
 
-def check_profile(settings: Settings) -> None:
+def check_profile(settings: Settings, tasks: dict[str, Served]) -> None:
     """Refuse configurations that would lose or duplicate work."""
-    longest = longest_time_limit(settings.tasks)
+    longest = longest_time_limit({name: s.spec for name, s in tasks.items()})
     margin = visibility_margin(longest)
     if settings.visibility_timeout_seconds < longest + margin:
         raise ConfigurationError(
@@ -49,12 +48,13 @@ def check_profile(settings: Settings) -> None:
             f"exceed the longest task time limit ({longest} s) by {margin:g} s, "
             "or Redis redelivers running tasks to a second worker"
         )
-    unknown_queues = set(settings.worker_queues) - set(QUEUES)
+    known = set(QUEUES) | {s.spec.queue for s in tasks.values()}
+    unknown_queues = set(settings.worker_queues) - known
     if unknown_queues:
-        raise ConfigurationError(f"KUBETASKS_WORKER_QUEUES has unknown queues: {unknown_queues}")
-    missing = set(TASKS) - set(IMPLEMENTATIONS)
-    if missing:
-        raise ConfigurationError(f"catalogue tasks without an implementation: {sorted(missing)}")
+        raise ConfigurationError(
+            f"KUBETASKS_WORKER_QUEUES has queues none of this worker's tasks use: "
+            f"{sorted(unknown_queues)} (its tasks use {sorted(known)})"
+        )
 
 
 def check_serializers(app: Celery) -> None:
@@ -71,8 +71,8 @@ def check_serializers(app: Celery) -> None:
         raise ConfigurationError(f"only JSON serialization is allowed, got {sorted(used)}")
 
 
-def create_app(settings: Settings) -> Celery:
-    check_profile(settings)
+def create_app(settings: Settings, tasks: dict[str, Served]) -> Celery:
+    check_profile(settings, tasks)
     app = Celery(
         "kubetasks", broker=settings.redis_url, amqp="worker.broker:AMQP", set_as_current=True
     )
@@ -114,11 +114,13 @@ def create_app(settings: Settings) -> Celery:
     )
     check_serializers(app)
     check_transport_options(app.conf.broker_transport_options)
-    for spec in settings.tasks.values():
+    for served_task in tasks.values():
+        spec = served_task.spec
         app.task(
             name=spec.name,
             base=RecordedTask,
             spec=spec,
+            definition=served_task.definition,
             time_limit=spec.time_limit_seconds,
             soft_time_limit=spec.soft_time_limit_seconds,
         )(_unused_run)
@@ -159,4 +161,4 @@ def _log_to_file(logger: logging.Logger, format: str, **_: Any) -> None:
         logger.addHandler(handler)
 
 
-app = create_app(get_settings())
+app = create_app(get_settings(), served())

@@ -28,11 +28,11 @@ from types import FrameType
 from typing import Any
 
 from celery.worker import state as worker_state
+from kubetasks import TaskCancelled
 
 from contracts.records import State
 from contracts.settings import get_settings
 from worker.records import worker_records
-from worker.registry import TaskCancelled
 
 log = logging.getLogger(__name__)
 CANCEL_SIGNAL = signal.SIGUSR2

@@ -26,10 +26,11 @@ from celery.concurrency.solo import TaskPool as SoloPool
 from celery.worker import state as worker_state
 
 from contracts import records
-from contracts.catalogue import TASKS
+from contracts.catalogue import TaskSpec
 from contracts.records import State
 from contracts.settings import Settings, get_settings
 from worker.cancellation import CancelWatch
+from worker.catalogue import publish, served
 from worker.records import RecordsUnavailable, worker_records
 
 log = logging.getLogger(__name__)
@@ -93,10 +94,15 @@ class Heartbeat:
         hostname: str,
         queues: list[str],
         concurrency: int,
+        tasks: list[TaskSpec],
         *,
         loop_held_by_tasks: bool,
     ):
         self.settings = settings
+        # What this worker can run, published with every beat: the catalogue the API
+        # validates submissions against.
+        self.tasks = tasks
+        self.started_ms = records.now_ms()
         self.member = instance_name(hostname)
         self.loop_held_by_tasks = loop_held_by_tasks
         self.description = orjson.dumps(
@@ -127,6 +133,7 @@ class Heartbeat:
                 # Workers that died without leaving (killed pods) drop out of the registry.
                 pipe.zremrangebyscore(records.WORKERS, "-inf", now - 10 * max_age)
                 pipe.execute()
+            publish(self.client, self.tasks, self.settings, self.started_ms)
         except redis.RedisError as exc:
             log.warning("Redis unreachable, worker not ready: %s", exc)
             self.settings.worker_ready_file.unlink(missing_ok=True)
@@ -146,7 +153,7 @@ def _listing_indexes() -> list[str]:
     keys = [records.TASKS_INDEX]
     for state in State:
         keys.append(records.state_index(state))
-    for name in TASKS:
+    for name in served():
         keys.append(records.name_index(name))
         keys.extend(records.name_state_index(name, state) for state in State)
     return keys
@@ -171,6 +178,7 @@ class Housekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
             worker.hostname,
             queues,
             worker.concurrency,
+            [task.spec for task in served().values()],
             loop_held_by_tasks=isinstance(worker.pool, SoloPool),
         )
         self._spawn("heartbeat", settings.worker_heartbeat_interval_seconds, self.heartbeat.beat)

@@ -23,6 +23,7 @@ import orjson
 from billiard.exceptions import Terminated, WorkerLostError
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
+from kubetasks import TaskCancelled, TaskDefinition, TransientError
 
 from contracts.catalogue import TaskSpec
 from contracts.messages import PUBLISHED_AT_HEADER, build_message
@@ -38,14 +39,13 @@ from worker.records import (
     Skip,
     worker_records,
 )
-from worker.registry import IMPLEMENTATIONS, TaskCancelled, TransientError
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Execution:
-    """The context an implementation gets (`worker.registry.TaskContext`)."""
+    """The context a task gets (`kubetasks.Context`)."""
 
     task_id: str
     tag: str  # kombu's delivery tag of the message being run: the lease holder, and the ack
@@ -107,6 +107,7 @@ class RecordedTask(Task):  # type: ignore[misc]
     """Base of every catalogue task: guards the start, records progress and the outcome."""
 
     spec: ClassVar[TaskSpec]
+    definition: ClassVar[TaskDefinition]
     Request = "worker.lifecycle:RecordedRequest"
     Strategy = "worker.adoption:strategy"  # a Celery producer's own messages are taken in
     typing = False
@@ -141,7 +142,7 @@ class RecordedTask(Task):  # type: ignore[misc]
                 return self._measured(execution, args, queue, decision.priority)
             case Defer():
                 queue_list, message = build_message(
-                    self.spec,
+                    self.name,
                     req.id,
                     args,
                     queue=queue,
@@ -193,9 +194,9 @@ class RecordedTask(Task):  # type: ignore[misc]
     ) -> Any:
         task_id = execution.task_id
         try:
-            checked = self.spec.args_model.model_validate(args)
+            checked = self.definition.parse(args)
             with cancellation.cancellable(task_id):
-                value = IMPLEMENTATIONS[self.name](checked, execution)
+                value = self.definition.run(checked, execution)
             result = orjson.dumps(value)
         except TaskCancelled as stopped:
             if str(stopped) == State.REVOKED:
@@ -241,7 +242,7 @@ class RecordedTask(Task):  # type: ignore[misc]
     ) -> None:
         due = now_ms() + int(backoff_seconds(self.spec, execution.retries) * 1000)
         queue_list, message = build_message(
-            self.spec,
+            self.name,
             execution.task_id,
             args,
             queue=queue,

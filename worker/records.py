@@ -26,6 +26,7 @@ from contracts.messages import message_for_record
 from contracts.records import Field, State, now_ms
 from contracts.scripts import Named, Script
 from contracts.settings import Settings, get_settings
+from worker.catalogue import served
 
 LEASE_GRACE_MS = 1000
 TRIM_BUDGET = 50_000  # index entries looked at per trim call
@@ -326,9 +327,9 @@ class WorkerRecords:
                 for n, v in zip(_MESSAGE_FIELDS, raw, strict=True)
                 if isinstance(v, bytes)
             }
-            if len(record) != len(_MESSAGE_FIELDS) or record[Field.NAME] not in self.settings.tasks:
+            if len(record) != len(_MESSAGE_FIELDS) or record[Field.NAME] not in served():
                 continue  # gone meanwhile
-            queue_list, message = message_for_record(self.settings.tasks, task_id, record, now)
+            queue_list, message = message_for_record(task_id, record, now)
             outcome = self._call(
                 scripts.REAP,
                 record=records.record_key(task_id),

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import SettingsDep
+from api.deps import StoreDep
 from api.schemas import CatalogueEntry
 
 router = APIRouter(tags=["catalogue"])
 
 
 @router.get("/catalogue", response_model=list[CatalogueEntry], summary="Tasks you can submit")
-async def catalogue(settings: SettingsDep) -> list[CatalogueEntry]:
+async def catalogue(store: StoreDep) -> list[CatalogueEntry]:
     return [
         CatalogueEntry(
             name=t.name,
@@ -19,7 +19,7 @@ async def catalogue(settings: SettingsDep) -> list[CatalogueEntry]:
             description=t.description,
             time_limit_seconds=t.time_limit_seconds,
             max_retries=t.retry.max_retries if t.retry else 0,
-            args_schema=t.args_model.model_json_schema(),
+            args_schema=dict(t.args_schema),
         )
-        for t in settings.tasks.values()
+        for t in (await store.catalogue.tasks()).values()
     ]

@@ -13,7 +13,7 @@ import redis.exceptions
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.types import Scope
 
 from api import metrics
@@ -38,7 +38,7 @@ from api.schemas import (
 )
 from api.store import TaskStore
 from contracts import records
-from contracts.catalogue import QUEUES, SEED_TASK_TYPES, TaskSpec
+from contracts.catalogue import SEED_TASK, SEED_TASK_TYPES, TaskSpec
 from contracts.records import TERMINAL_STATES, State
 
 # Every route here takes parameters (FastAPI would document its own 422 shape otherwise).
@@ -59,11 +59,15 @@ def _json(body: BaseModel, status: int = 200, headers: dict[str, str] | None = N
     return Response(body.model_dump_json(), status, headers, media_type="application/json")
 
 
-def _checked_args(spec: TaskSpec, args: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return spec.args_model.model_validate(args).model_dump(mode="json")
-    except ValidationError as exc:
-        raise invalid(*((("body", "args", *e["loc"]), e["msg"]) for e in exc.errors())) from None
+async def _known(store: TaskStore, name: str) -> TaskSpec:
+    spec = await store.catalogue.find(name)
+    if spec is None:
+        known = (
+            ", ".join(await store.catalogue.tasks())
+            or "none yet (no worker has published its tasks)"
+        )
+        raise invalid((("body", "name"), f"unknown task {name!r}; known: {known}"))
+    return spec
 
 
 @router.post(
@@ -84,22 +88,21 @@ async def submit(
 async def accept(store: TaskStore, body: SeedSubmit | TaskSubmit, scope: Scope) -> Response:
     """Queue a validated body; the 202 answer. Checks against the catalogue raise
     RequestValidationError before anything is written."""
-    tasks = store.settings.tasks
     if isinstance(body, SeedSubmit):
-        spec = tasks["sleep"]
+        spec = await _known(store, SEED_TASK)
         args: dict[str, Any] = {"seconds": SEED_TASK_TYPES[body.type], "note": ""}
         queue, priority, countdown, key = spec.queue, 0, 0.0, None
     else:
-        if body.name not in tasks:
-            raise invalid(
-                (("body", "name"), f"unknown task {body.name!r}; known: {', '.join(tasks)}")
-            )
-        spec = tasks[body.name]
-        args = _checked_args(spec, body.args)
+        spec = await _known(store, body.name)
+        args = body.args
+        problems = store.catalogue.problems(spec, args)
+        if problems:
+            raise invalid(*((("body", "args", *where), why) for where, why in problems))
         queue = body.queue or spec.queue
-        if queue not in QUEUES:
+        queues = await store.catalogue.queues()
+        if queue not in queues:
             raise invalid(
-                (("body", "queue"), f"unknown queue {queue!r}; known: {', '.join(QUEUES)}")
+                (("body", "queue"), f"unknown queue {queue!r}; known: {', '.join(queues)}")
             )
         priority, countdown, key = body.priority, body.countdown, body.idempotency_key
     submitted = await store.submit(
@@ -140,7 +143,7 @@ async def list_tasks(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> TaskPage:
-    if name is not None and name not in store.settings.tasks:
+    if name is not None and await store.catalogue.find(name) is None:
         raise invalid((("query", "name"), f"unknown task {name!r}"))
     page = await store.list(
         records.listing_index(name, state),

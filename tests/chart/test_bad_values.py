@@ -70,10 +70,7 @@ TEMPLATE_ERRORS = [
         ["redis.enabled=false"], "needs externalRedis.existingSecret", id="no-redis-at-all"
     ),
     pytest.param(
-        ["worker.queues={default,images}"],
-        "worker.queues names queues the catalogue does not have: images (the queues are cpu, "
-        "default)",
-        id="queue-not-in-the-catalogue",
+        ["worker.queues={default,Images}"], "'Images' does not match pattern", id="bad-queue-name"
     ),
 ]
 

@@ -1,6 +1,6 @@
 """The chart refuses the time limits the workers would refuse (worker/app.py check_profile), so
 `helm install` fails instead of rolling out workers that crash-loop; the catalogue it checks
-against (files/catalogue.json) is the one of contracts/catalogue.py."""
+against (files/catalogue.json) is the built-in tasks of packages/kubetasks-builtins."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from contracts.catalogue import QUEUES, TASKS
+from contracts.catalogue import QUEUES
+from worker.catalogue import specs
 
 from .rendering import CHART_DIR, REPO_ROOT, one, render, render_failure
 
+TASKS = specs()
 CATALOGUE_FILE = CHART_DIR / "files" / "catalogue.json"
 LONGEST_BY_DEFAULT = max(TASKS, key=lambda name: TASKS[name].time_limit_seconds)
 
@@ -37,10 +39,13 @@ WORKER_MINIMUMS = """
 import json, sys
 from contracts.settings import Settings
 from worker.app import ConfigurationError, check_profile
+from worker.catalogue import served_by
+
 
 def accepts(limits, visibility):
     try:
-        check_profile(Settings(task_time_limits=limits, visibility_timeout_seconds=visibility))
+        settings = Settings(task_time_limits=limits, visibility_timeout_seconds=visibility)
+        check_profile(settings, served_by(settings))
     except ConfigurationError:
         return False
     return True
@@ -128,10 +133,12 @@ def test_a_raised_limit_is_refused_with_the_default_visibility_timeout() -> None
     assert "settings.visibilityTimeoutSeconds (7200) must be at least 7700" in error
 
 
-def test_unknown_task_names_are_refused() -> None:
-    error = render_failure(["settings.taskTimeLimits.sleeep=60", "settings.taskTimeLimits.zip=5"])
-    assert "settings.taskTimeLimits names tasks the catalogue does not have: sleeep, zip" in error
-    assert f"(the tasks are {', '.join(sorted(TASKS))})" in error
+def test_limits_of_tasks_only_an_image_has_count_too() -> None:
+    """The chart cannot see a team's tasks: their limits are accepted, and checked like the
+    built-ins' against the visibility timeout."""
+    render(set_values=["settings.taskTimeLimits.acme_report=6000", "worker.queues={default}"])
+    error = render_failure(["settings.taskTimeLimits.acme_report=8000"])
+    assert "must be at least 8800: the longest task time limit (8000 s, task acme_report)" in error
 
 
 def test_a_chart_without_its_catalogue_is_refused(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from .rendering import (
     KEDA_APIS,
     MONITORING_APIS,
     RELEASE,
+    REPO_ROOT,
     Manifest,
     by_kind,
     one,
@@ -257,10 +258,9 @@ def test_two_pools_may_consume_one_queue(tmp_path: Path) -> None:
             id="duplicate-name",
         ),
         pytest.param(
-            [{"name": "default"}, {"name": "gpu", "queues": ["gpu", "cpu"]}],
-            "worker pool gpu: worker.pools[1].queues names queues the catalogue does not have: "
-            "gpu (the queues are cpu, default)",
-            id="unknown-queue",
+            [{"name": "default"}, {"name": "gpu", "queues": ["GPU", "cpu"]}],
+            "'GPU' does not match pattern",
+            id="not-a-queue-name",
         ),
         pytest.param(
             [{"name": "p" * 38}],
@@ -370,10 +370,16 @@ def test_a_long_pool_name_is_fine_under_an_hpa(tmp_path: Path) -> None:
     one(render([values]), "HorizontalPodAutoscaler", "p" * 56)
 
 
-def test_worker_queues_are_checked_when_every_pool_sets_its_own(tmp_path: Path) -> None:
-    """Flower is given worker.queues whatever the pools consume."""
-    values = pools_file(tmp_path, [{"name": "default", "queues": ["default"]}], queues=["typo"])
-    assert (
-        "worker.queues names queues the catalogue does not have: typo (the queues are cpu, "
-        "default), and the workers and Flower would refuse to start"
-    ) in render_failure([], [values])
+def test_a_pool_may_consume_a_queue_only_its_images_tasks_use(tmp_path: Path) -> None:
+    """The chart cannot see an image's tasks: their queues are the workers' to check."""
+    values = pools_file(tmp_path, [{"name": "default"}, {"name": "acme", "queues": ["acme"]}])
+    acme = one(render([values]), "Deployment", "-worker-acme")
+    assert container_env(acme)["KUBETASKS_WORKER_QUEUES"] == '["acme"]'
+
+
+def test_the_examples_second_pool_runs_its_image_on_its_queue() -> None:
+    values = REPO_ROOT / "examples" / "own-tasks" / "values.yaml"
+    acme = one(render([values]), "Deployment", "-worker-acme")
+    assert container_env(acme)["KUBETASKS_WORKER_QUEUES"] == '["acme"]'
+    image = pod_spec(acme)["containers"][0]["image"]
+    assert image == "registry.example.com/acme/kubetasks-worker-acme:1.0.0"

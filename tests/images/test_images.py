@@ -86,11 +86,33 @@ def wait_for(url: str, deadline_s: float) -> None:
     pytest.fail(f"{url} did not answer 200 within {deadline_s} s")
 
 
+def submit_once_published(api: str, body: dict[str, Any], deadline: float) -> str:
+    """Submit as soon as the API knows the task: a worker publishes its tasks when it starts."""
+    status, answer = http("POST", f"{api}/tasks", body)
+    while status == 422 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status, answer = http("POST", f"{api}/tasks", body)
+    assert status == 202, answer
+    return str(answer["task_id"])
+
+
 @pytest.fixture(scope="module")
 def images() -> dict[str, str]:
     tool = IMAGES.engine()
     base = IMAGES.ensure_local_base(tool)
     return {name: IMAGES.build(tool, name, base, "test") for name in ("api", "worker")}
+
+
+@pytest.fixture(scope="module")
+def acme_image(images: dict[str, str]) -> str:
+    """examples/own-tasks built FROM the worker image, as a team builds its own."""
+    example = REPO_ROOT / "examples" / "own-tasks"
+    ref = "localhost/kubetasks-acme:test"
+    return str(
+        IMAGES.build_context(
+            IMAGES.engine(), example / "Dockerfile", example, ref, WORKER_IMAGE=images["worker"]
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -195,10 +217,8 @@ def test_worker_completes_a_task_submitted_through_the_api(
         init=False,
     )  # as in Kubernetes: celery itself is PID 1
     try:
-        status, submitted = http("POST", f"{api}/tasks", {"name": "sleep", "args": {"seconds": 0}})
-        assert status == 202, submitted
-        task_id = submitted["task_id"]
         deadline = time.monotonic() + 60
+        task_id = submit_once_published(api, {"name": "sleep", "args": {"seconds": 0}}, deadline)
         state = ""
         while time.monotonic() < deadline and not state.endswith("SUCCESS"):
             status, record = http("GET", f"{api}/tasks/{task_id}")
@@ -245,3 +265,33 @@ def test_flower_serves_health_and_metrics_under_its_prefix_without_auth(
         raise
     finally:
         flower.remove()
+
+
+def test_a_teams_image_built_from_the_worker_image_runs_its_own_tasks(
+    acme_image: str, api: str, redis_url: str
+) -> None:
+    worker = Container(
+        acme_image,
+        [],
+        {
+            "KUBETASKS_REDIS_URL": redis_url,
+            "KUBETASKS_WORKER_QUEUES": '["acme"]',
+            "KUBETASKS_WORKER_METRICS_PORT": str(free_port()),
+            "PROMETHEUS_MULTIPROC_DIR": "/tmp/kubetasks/metrics",
+        },
+        init=False,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        body = {"name": "describe_size", "args": {"size_bytes": 2048}}
+        task_id = submit_once_published(api, body, deadline)
+        record: Any = {}
+        while time.monotonic() < deadline and record.get("state") != "SUCCESS":
+            _, record = http("GET", f"{api}/tasks/{task_id}")
+            time.sleep(0.5)
+        assert record.get("result") == {"size": "2.0 kB"}, f"{record}\n{worker.logs()}"
+    except BaseException:
+        print(worker.logs())
+        raise
+    finally:
+        worker.remove()
