@@ -330,13 +330,19 @@ class Stack:
         except OSError:
             return False
 
-    def publish_catalogue(self) -> None:
+    def publish_catalogue(self, *, timeout: float = 60) -> None:
         """Publish the worker image's tasks (`python -m worker.catalogue`), as a deployment
         does before its workers run, so the API takes tasks before the first worker is up."""
         argv = [sys.executable, "-m", "worker.catalogue"]
-        done = subprocess.run(argv, env=self.env(), capture_output=True, text=True, timeout=60)
-        if done.returncode:
-            raise RuntimeError(f"publishing the catalogue failed:\n{done.stdout}{done.stderr}")
+        process = self.launch("catalogue", argv, self.env())
+        try:
+            self._await(process, lambda: not process.alive(), timeout, "the catalogue")
+        finally:
+            if process.alive():  # abandoned (Ctrl-C) or timed out
+                process.stop(timeout=5)
+            self.processes.remove(process)
+        if process.popen.returncode:
+            raise RuntimeError(f"publishing the catalogue failed:\n{process.tail()}")
 
     def start_api(
         self, *, timeout: float = 20, publish_catalogue: bool = True, **env: str
