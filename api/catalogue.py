@@ -33,6 +33,7 @@ class Catalogue:
         self.redis = redis
         self.settings = settings
         self._tasks: dict[str, TaskSpec] = {}
+        self._queues: list[str] = sorted(QUEUES)
         self._read_at = float("-inf")
         self._lock = asyncio.Lock()
         self._validators: dict[str, Any] = {}
@@ -50,7 +51,8 @@ class Catalogue:
 
     async def queues(self) -> list[str]:
         """The built-in queues and every queue a task is published for."""
-        return sorted({*QUEUES, *(spec.queue for spec in (await self.tasks()).values())})
+        await self.tasks()
+        return self._queues
 
     def problems(self, spec: TaskSpec, args: Mapping[str, Any]) -> list[tuple[Location, str]]:
         """Where and why `args` break the task's schema; empty when they are valid."""
@@ -95,4 +97,6 @@ class Catalogue:
             ]
             max_age_ms = int(self.settings.worker_heartbeat_max_age_seconds * 1000)
             self._tasks = current(registrations, records.now_ms() - max_age_ms)
+            # Derived once per read: a submit asks for them every time.
+            self._queues = sorted({*QUEUES, *(spec.queue for spec in self._tasks.values())})
             self._read_at = time.monotonic()

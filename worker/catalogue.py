@@ -95,10 +95,15 @@ def specs() -> dict[str, TaskSpec]:
 
 
 def publish(
-    client: redis.Redis, tasks: Iterable[TaskSpec], settings: Settings, started_ms: int
-) -> None:
-    """Publish these task versions as a worker started at `started_ms` (register.lua)."""
-    now = records.now_ms()
+    client: redis.Redis,
+    tasks: Iterable[TaskSpec],
+    settings: Settings,
+    started_ms: int,
+    now: int | None = None,
+) -> int:
+    """Publish these task versions as a worker started at `started_ms` (register.lua); how many
+    versions no worker had published within the retention were forgotten."""
+    now = records.now_ms() if now is None else now
     entries = {registration_field(spec): spec.to_json().decode() for spec in tasks}
     keys, args = scripts.REGISTER.bind(
         catalogue=records.CATALOGUE,
@@ -109,7 +114,8 @@ def publish(
         started_ms=started_ms,
         horizon=now - settings.catalogue_retention_seconds * 1000,
     )
-    client.eval(scripts.REGISTER.source, len(keys), *keys, *args)
+    # EVALSHA: the script's source (prelude included) is sent once, not with every heartbeat.
+    return int(client.register_script(scripts.REGISTER.source)(keys=keys, args=args))
 
 
 def main() -> int:

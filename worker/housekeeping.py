@@ -30,7 +30,7 @@ from contracts.catalogue import TaskSpec
 from contracts.records import State
 from contracts.settings import Settings, get_settings
 from worker.cancellation import CancelWatch
-from worker.catalogue import publish, served
+from worker.catalogue import publish, served, specs
 from worker.records import RecordsUnavailable, worker_records
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ class Housekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
             worker.hostname,
             queues,
             worker.concurrency,
-            [task.spec for task in served().values()],
+            list(specs().values()),
             loop_held_by_tasks=isinstance(worker.pool, SoloPool),
         )
         self._spawn("heartbeat", settings.worker_heartbeat_interval_seconds, self.heartbeat.beat)

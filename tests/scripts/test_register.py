@@ -3,13 +3,14 @@ validated against, through rolling updates, rollbacks and scale to zero."""
 
 from __future__ import annotations
 
-import orjson
 import redis
 
-from contracts import records, scripts
+from contracts import records
 from contracts.catalogue import Registration, TaskSpec, current, registration_field
+from contracts.settings import Settings
+from worker.catalogue import publish
 
-from .conftest import NOW, run
+from .conftest import NOW
 
 MINUTE = 60_000
 
@@ -20,19 +21,9 @@ def spec(limit: int = 60, schema_max: int = 10) -> TaskSpec:
 
 
 def register(r: redis.Redis, specs: list[TaskSpec], *, now: int, started: int) -> int:
-    entries = {registration_field(s): s.to_json().decode() for s in specs}
-    forgotten: int = run(
-        r,
-        scripts.REGISTER,
-        catalogue=records.CATALOGUE,
-        started=records.CATALOGUE_STARTED,
-        seen=records.CATALOGUE_SEEN,
-        entries=orjson.dumps(entries),
-        now=now,
-        started_ms=started,
-        horizon=now - 30 * MINUTE,
-    )
-    return forgotten
+    """worker.catalogue.publish at a fixed time, with a retention of 30 minutes."""
+    settings = Settings(catalogue_retention_seconds=30 * 60)
+    return publish(r, specs, settings, started, now=now)
 
 
 def published(r: redis.Redis) -> list[Registration]:
