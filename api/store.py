@@ -126,6 +126,7 @@ class TaskStore:
             priority=priority,
             retries=0,
             published_at_ms=due or now,
+            version=spec.version,
         )
         limit = self.max_backlog(queue)
         outcome, value = await self._call(

@@ -132,7 +132,8 @@ def measure(stack: Stack, cfg: Config, results: dict[str, Any]) -> None:
     log(f"scrape with {cfg.queued_messages:,} queued messages")
     _, message = build_message("sleep", "0" * 32, {"seconds": 0, "note": ""},
                                queue="default", priority=0, retries=0,
-                               published_at_ms=int(time.time() * 1000))  # fmt: skip
+                               published_at_ms=int(time.time() * 1000),
+                               version=None)  # fmt: skip
     results["scrape"] = growth.scrape(stack, r, message, cfg)
     r.close()
 

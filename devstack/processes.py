@@ -261,6 +261,9 @@ class Stack:
         while True:
             if self.stopping.is_set():
                 raise StartAbandoned(what)
+            # Whether it was alive before asking whether it is ready: for a process whose end is
+            # its readiness (publish_catalogue), an exit between the two is no failure.
+            alive = process.alive()
             answers = ready()  # first: a process that answers listens by now
             listening = port is None or listens(process, port)
             if answers and listening:
@@ -268,13 +271,13 @@ class Stack:
             if (
                 port is not None
                 and not listening
-                and (answers or not process.alive())
+                and (answers or not alive)
                 and port_in_use(port, host)
             ):
                 process.stop(timeout=10)  # a worker runs on without its metrics port
                 self.processes.remove(process)
                 raise PortTaken(f"{process.name} could not listen on {host}:{port}: it is taken")
-            if not process.alive():
+            if not alive:
                 raise RuntimeError(
                     f"{process.name} exited with code {process.popen.returncode} while "
                     f"starting:\n{process.tail()}"

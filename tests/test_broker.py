@@ -80,7 +80,7 @@ def _queue(r: redis.Redis, count: int, first: int = 0) -> list[tuple[str, bytes]
     for i in range(first, first + count):
         queue_list, payload = build_message(
             spec.name, f"task-{i}", {"seconds": 0}, queue=spec.queue, priority=0, retries=0,
-            published_at_ms=0,
+            published_at_ms=0, version=spec.version,
         )  # fmt: skip
         r.lpush(queue_list, payload)
         queued.append((queue_list, payload))

@@ -162,8 +162,10 @@ def stop_steps(output: str) -> list[str]:
     return re.findall(r"^(?:\^C)*stopping (the \w+|\w+)", output, re.MULTILINE)
 
 
-def start_a_30_s_task(api: ApiClient) -> str:
-    task_id: str = api.post("/tasks", json={"type": 3}).json()["task_id"]
+def start_a_long_task(api: ApiClient) -> str:
+    """A task that outlasts the soft shutdown by 5 s: cut off by a Ctrl-C, and short to rerun."""
+    seconds = SOFT_SHUTDOWN_SECONDS + 5
+    task_id = api.submit("sleep", {"seconds": seconds})
     api.wait_task(task_id, {"STARTED"})
     return task_id
 
@@ -249,7 +251,7 @@ def test_ctrl_c_requeues_a_running_task_and_the_next_make_run_completes_it(
     first = make_run()
     tree = first.wait_started()
     with ApiClient(base_url=first.api, timeout=10) as api:
-        task_id = start_a_30_s_task(api)
+        task_id = start_a_long_task(api)
     first.ctrl_c()
     assert first.popen.wait(SOFT_SHUTDOWN_SECONDS + IDLE_STOP_SECONDS) == 0, first.output()
     assert not [p for p in tree if not reaped(p)], first.output()
@@ -267,7 +269,7 @@ def test_a_second_ctrl_c_kills_everything_at_once(make_run: Callable[[], MakeRun
     run = make_run()
     tree = run.wait_started()
     with ApiClient(base_url=run.api, timeout=10) as api:
-        start_a_30_s_task(api)
+        start_a_long_task(api)
     run.ctrl_c()
     run.wait_output(r"stopping the worker", 5)
     pressed = time.monotonic()

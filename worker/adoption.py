@@ -98,7 +98,7 @@ def adopt(message: Any, name: str) -> None:
         args_json = orjson.dumps(args).decode()
         queue_list, payload = build_message(
             name, task_id, args, queue=queue, priority=priority, retries=0,
-            published_at_ms=due or now,
+            published_at_ms=due or now, version=task.spec.version,
         )  # fmt: skip
         call = {"error_type": "", "error_message": ""}
         error = None

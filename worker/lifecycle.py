@@ -24,9 +24,16 @@ from billiard.exceptions import Terminated, WorkerLostError
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 from kubetasks import TaskCancelled, TaskDefinition, TransientError
+from pydantic import BaseModel, ValidationError
 
 from contracts.catalogue import TaskSpec
-from contracts.messages import PUBLISHED_AT_HEADER, build_message
+from contracts.messages import (
+    HANDOFFS_HEADER,
+    PUBLISHED_AT_HEADER,
+    VERSION_HEADER,
+    build_message,
+    client_priority,
+)
 from contracts.records import State, now_ms
 from worker import cancellation, metrics
 from worker.broker import SettledOnSuccess
@@ -41,6 +48,19 @@ from worker.records import (
 )
 
 log = logging.getLogger(__name__)
+
+# How often a message this worker's version of the task rejects is passed on to wait for a
+# worker of the version it was validated against, and the wait between two passes (doubling
+# from the first): about 6 minutes in all, longer than a rolling update's overlap. A worker
+# often takes the same message back many times in a row, so the first waits are short.
+MAX_HANDOFFS = 32
+FIRST_HANDOFF_DELAY_SECONDS = 0.1
+HANDOFF_DELAY_CAP_SECONDS = 15.0
+
+
+class UnservedVersion(Exception):
+    """The arguments were validated against a version of the task this worker does not run,
+    this worker's version rejects them, and no worker of that version took the task."""
 
 
 @dataclass
@@ -133,6 +153,8 @@ class RecordedTask(Task):  # type: ignore[misc]
         req = self.request
         queue = (req.delivery_info or {}).get("routing_key") or self.spec.queue
         labels = (self.name, queue)
+        if self._handed_off(args, queue):
+            raise Ignore()
         decision = worker_records().start(
             req.id, tag, req.hostname or "", self.spec.time_limit_seconds
         )
@@ -149,6 +171,8 @@ class RecordedTask(Task):  # type: ignore[misc]
                     priority=decision.priority,
                     retries=req.retries or 0,
                     published_at_ms=decision.until_ms,
+                    version=req.get(VERSION_HEADER),
+                    handoffs=int(req.get(HANDOFFS_HEADER) or 0),
                 )
                 worker_records().defer(
                     req.id, due_ms=decision.until_ms, queue_list=queue_list, message=message
@@ -162,6 +186,66 @@ class RecordedTask(Task):  # type: ignore[misc]
             case _:
                 assert_never(decision)
         raise Ignore()
+
+    def _handed_off(self, args: dict[str, Any], queue: str) -> bool:
+        """The rolling-update rule: a message validated against another version of this task
+        whose arguments this worker's version rejects is parked for a worker that runs that
+        version, while one is live (docs/tasks.md, "Rolling updates"). Passed on at most
+        MAX_HANDOFFS times, with backoff; then, or with no such worker, it runs here and fails
+        with the validation error (UnservedVersion)."""
+        req = self.request
+        sent = req.get(VERSION_HEADER)
+        if sent == self.spec.version or self._rejection(args) is None:
+            return False
+        handoffs = int(req.get(HANDOFFS_HEADER) or 0)
+        if handoffs >= MAX_HANDOFFS:
+            return False
+        others = worker_records().live_versions(self.name) - {self.spec.version}
+        # A message without a version (rebuilt from its record) waits for any other live one.
+        if not ({sent} if sent else others) & others:
+            return False
+        due = now_ms() + int(
+            min(FIRST_HANDOFF_DELAY_SECONDS * 2**handoffs, HANDOFF_DELAY_CAP_SECONDS) * 1000
+        )
+        priority = client_priority(int((req.properties or {}).get("priority") or 0))
+        queue_list, message = build_message(
+            self.name,
+            req.id,
+            args,
+            queue=queue,
+            priority=priority,
+            retries=req.retries or 0,
+            published_at_ms=due,
+            version=sent,
+            handoffs=handoffs + 1,
+        )
+        worker_records().defer(req.id, due_ms=due, queue_list=queue_list, message=message)
+        log.warning(
+            "task %s was validated against version %s of %s, which this worker (%s) cannot run; "
+            "passed on for a worker of that version (%d)",
+            req.id, sent, self.name, self.spec.version, handoffs + 1,
+        )  # fmt: skip
+        return True
+
+    def _rejection(self, args: dict[str, Any]) -> ValidationError | None:
+        try:
+            self.definition.parse(args)
+        except ValidationError as exc:
+            return exc
+        return None
+
+    def _checked(self, args: dict[str, Any]) -> BaseModel:
+        try:
+            return self.definition.parse(args)
+        except ValidationError as exc:
+            sent = self.request.get(VERSION_HEADER)
+            if not sent or sent == self.spec.version:
+                raise
+            raise UnservedVersion(
+                f"the arguments were validated against version {sent} of {self.name}; this "
+                f"worker runs version {self.spec.version}, which rejects them, and no worker "
+                f"running {sent} took the task: {exc}"
+            ) from exc
 
     def _measured(
         self, execution: Execution, args: dict[str, Any], queue: str, priority: int
@@ -194,7 +278,7 @@ class RecordedTask(Task):  # type: ignore[misc]
     ) -> Any:
         task_id = execution.task_id
         try:
-            checked = self.definition.parse(args)
+            checked = self._checked(args)
             with cancellation.cancellable(task_id):
                 value = self.definition.run(checked, execution)
             result = orjson.dumps(value)
@@ -249,6 +333,7 @@ class RecordedTask(Task):  # type: ignore[misc]
             priority=priority,
             retries=execution.retries + 1,
             published_at_ms=due,
+            version=self.spec.version,  # this worker validated them
         )
         worker_records().retry(
             execution.task_id,

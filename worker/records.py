@@ -280,6 +280,20 @@ class WorkerRecords:
             )
         )
 
+    def live_versions(self, name: str) -> set[str]:
+        """The versions of task `name` that a live worker publishes (contracts/lua/register.lua)."""
+        horizon = now_ms() - int(self.settings.worker_heartbeat_max_age_seconds * 1000)
+        try:
+            seen: dict[bytes, bytes] = self.client.hgetall(records.CATALOGUE_SEEN)  # type: ignore[assignment]
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise RecordsUnavailable(f"live_versions: {exc}") from exc
+        prefix = f"{name}@".encode()
+        return {
+            field[len(prefix) :].decode()
+            for field, at in seen.items()
+            if field.startswith(prefix) and int(at) > horizon
+        }
+
     def requeued(self, task_id: str, tag: str) -> str:
         return _str(
             self._call(

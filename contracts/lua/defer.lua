@@ -1,7 +1,10 @@
 -- KEYS: record
 -- ARGV: id list message due:n
--- Parks a copy of a running task's message until the running execution's lease ends; then the
--- start script decides again. Keyed by task id, so a re-sent call parks the same one copy.
-if redis.call('HGET', record, F.state) ~= S.STARTED then return 'gone' end
+-- Parks a copy of a task's message until `due`; then the start script decides again: a second
+-- copy of a running task waits for the running execution's lease to end, a message this
+-- worker's version of the task cannot validate waits for a worker of the version it was
+-- validated against. Keyed by task id, so a re-sent call parks the same one copy.
+local state = redis.call('HGET', record, F.state)
+if not state or TERMINAL[state] then return 'gone' end
 enqueue(id, list, message, due)
 return 'deferred'

@@ -72,7 +72,7 @@ def message(task_id: str = TASK_ID, *, name: str = "sleep") -> str:
 def _message(task_id: str, name: str) -> str:
     _, body = build_message(
         name, task_id, {"seconds": 0}, queue="default", priority=0, retries=0,
-        published_at_ms=NOW,
+        published_at_ms=NOW, version=None,
     )  # fmt: skip
     return body.decode()
 

@@ -224,6 +224,17 @@ def test_defer_parks_one_copy_while_the_task_runs(running: redis.Redis) -> None:
     assert run(running, scripts.DEFER, message=message("copy"), **parked) == "gone"
 
 
+def test_defer_parks_a_waiting_tasks_message_for_a_worker_that_can_validate_it(
+    waiting: redis.Redis,
+) -> None:
+    parked: dict[str, Named] = {"record": REC, "id": TASK_ID, "list": "default", "due": LEASE}
+    assert run(waiting, scripts.DEFER, message=message("copy"), **parked) == "deferred"
+    assert waiting.zscore(records.DELAYED, TASK_ID) == LEASE
+    assert waiting.hget(REC, "state") == "PENDING"  # parking does not touch the record
+    waiting.delete(REC)
+    assert run(waiting, scripts.DEFER, message=message("copy"), **parked) == "gone"
+
+
 def test_a_damaged_record_fails_the_start_script_and_abandon_ends_the_task(
     waiting: redis.Redis,
 ) -> None:
