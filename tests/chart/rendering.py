@@ -124,4 +124,4 @@ def pod_spec(manifest: Manifest) -> dict[str, Any]:
 
 
 def workloads(manifests: Iterable[Manifest]) -> list[Manifest]:
-    return [m for m in manifests if m["kind"] in {"Deployment", "StatefulSet", "Pod"}]
+    return [m for m in manifests if m["kind"] in {"Deployment", "StatefulSet", "Job", "Pod"}]

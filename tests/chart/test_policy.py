@@ -23,6 +23,10 @@ from .rendering import (
 )
 
 CI = {path.stem.removesuffix("-values"): path for path in CI_VALUES}
+# Workloads that run to completion: the helm test hook and the catalogue Jobs.
+RUN_ONCE = {"Pod", "Job"}
+# The containers that talk to Redis through the URL the chart builds.
+REDIS_CLIENTS = {"api", "worker", "flower", "catalogue"}
 STANDARD_LABELS = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -84,7 +88,7 @@ def test_every_container_has_requests_and_a_memory_limit(manifests: list[Manifes
 
 def test_long_running_containers_have_probes(manifests: list[Manifest]) -> None:
     for workload in workloads(manifests):
-        if workload["kind"] == "Pod":  # the helm test hook runs to completion
+        if workload["kind"] in RUN_ONCE:
             continue
         for container in pod_spec(workload)["containers"]:
             for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
@@ -170,7 +174,7 @@ def test_labels_are_standard_and_selectors_match(manifests: list[Manifest]) -> N
             assert key in labels, f"{manifest['kind']}/{manifest['metadata']['name']} lacks {key}"
         assert labels["app.kubernetes.io/instance"] == RELEASE
     for workload in workloads(manifests):
-        if workload["kind"] == "Pod":
+        if workload["kind"] in RUN_ONCE:  # a Job's selector is the API server's
             continue
         selector = workload["spec"]["selector"]["matchLabels"]
         pod_labels = workload["spec"]["template"]["metadata"]["labels"]
@@ -257,7 +261,7 @@ def test_api_graceful_shutdown_fits_in_the_grace_period(manifests: list[Manifest
 def test_kubetasks_containers_get_the_redis_url(manifests: list[Manifest]) -> None:
     for workload in workloads(manifests):
         for container in pod_spec(workload)["containers"]:
-            if container["name"] in {"api", "worker", "flower"}:
+            if container["name"] in REDIS_CLIENTS:
                 assert "KUBETASKS_REDIS_URL" in env_of(container)
 
 
@@ -276,7 +280,7 @@ def test_every_redis_url_names_the_cluster_ip_service(manifests: list[Manifest])
         env_of(container)["KUBETASKS_REDIS_URL"]["value"]
         for workload in workloads(manifests)
         for container in pod_spec(workload)["containers"]
-        if container["name"] in {"api", "worker", "flower"}
+        if container["name"] in REDIS_CLIENTS
     ]
     urls = REDIS_URL.findall(yaml.safe_dump_all(manifests))  # anywhere in any object
     assert len(urls) == len(clients) >= 2
@@ -301,7 +305,9 @@ def test_service_names_stay_dns_labels_wherever_the_flower_service_name_fits() -
     assert max(map(len, names)) <= 63, names
 
 
-def test_redis_network_policy_admits_only_api_workers_and_flower(manifests: list[Manifest]) -> None:
+def test_redis_network_policy_admits_only_api_workers_flower_and_catalogue_jobs(
+    manifests: list[Manifest],
+) -> None:
     statefulsets = by_kind(manifests, "StatefulSet")
     policies = by_kind(manifests, "NetworkPolicy")
     if not statefulsets:
@@ -319,7 +325,12 @@ def test_redis_network_policy_admits_only_api_workers_and_flower(manifests: list
         for d in worker_deployments(manifests)
     }
     assert "worker" in workers
-    assert set(expressions["app.kubernetes.io/component"]["values"]) == {"api", "flower", *workers}
+    jobs = {
+        job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        for job in by_kind(manifests, "Job")
+    }
+    admitted = set(expressions["app.kubernetes.io/component"]["values"])
+    assert admitted == {"api", "flower", *workers, *jobs}
     assert expressions["app.kubernetes.io/instance"]["values"] == [RELEASE]
     assert "namespaceSelector" not in peer
     assert [p["port"] for p in rule["ports"]] == ["redis"]

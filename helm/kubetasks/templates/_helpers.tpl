@@ -254,6 +254,10 @@ to change: the pool's own (worker.pools[i].<key>) or the default it inherits (wo
 {{- if and (eq $scaling.mode "none") (eq (int $scaling.minReplicas) 0) }}
 {{- fail (printf "%s%s 0 (scale to zero) needs %s keda or hpa" $prefix $min $mode) }}
 {{- end }}
+{{- /* The Job controller puts a Job's name into its pods' labels, whose values have 63 characters at most. */}}
+{{- if and (include "kubetasks.worker.mayBeAtZero" (dict "ctx" .ctx "pool" $pool)) (gt (len $pool.catalogueJobName) 63) }}
+{{- fail (printf "%sits catalogue Job (it may have no worker to publish its tasks) would be named %s (%d characters), and a Job's name may have 63 at most: shorten the pool's name, the release name or fullnameOverride" $prefix $pool.catalogueJobName (len $pool.catalogueJobName)) }}
+{{- end }}
 {{- /* KEDA names its HPA keda-hpa-<ScaledObject>, a DNS label: 63 - 9 characters are left. */}}
 {{- if and (eq (include "kubetasks.worker.autoscaler" (dict "ctx" .ctx "pool" $pool)) "keda") (gt (len $pool.resourceName) 54) }}
 {{- fail (printf "%sits ScaledObject would be named %s (%d characters), and KEDA accepts 54 at most (it names the HPA it makes keda-hpa-<name>, which must stay within 63): shorten the pool's name, the release name or fullnameOverride" $prefix $pool.resourceName (len $pool.resourceName)) }}

@@ -66,3 +66,18 @@ deduplicated with max by (queue) before summing over the queues. Call with (dict
 {{- define "kubetasks.worker.backlogQuery" -}}
 {{- printf "sum(max by (queue) (kubetasks_queue_backlog{namespace=\"%s\",%s=\"%s\",queue=~\"%s\"}))" .ctx.Release.Namespace (include "kubetasks.worker.seriesLabel" .pool) (include "kubetasks.worker.seriesLabelValue" (dict "ctx" .ctx "pool" .pool)) (include "kubetasks.worker.queueRegex" .pool) }}
 {{- end }}
+
+{{/*
+"true" when a pool may have no worker: its autoscaler's minReplicas is 0, or with no autoscaler
+(mode none, or auto that found neither API) its replicaCount is. Such a pool gets a catalogue Job
+(catalogue-job.yaml), since no worker of it may ever publish its tasks. Call with (dict "ctx" $
+"pool" <pool>).
+*/}}
+{{- define "kubetasks.worker.mayBeAtZero" -}}
+{{- $values := .pool.values }}
+{{- $count := $values.autoscaling.minReplicas }}
+{{- if eq (include "kubetasks.worker.autoscaler" .) "none" }}
+{{- $count = $values.replicaCount }}
+{{- end }}
+{{- if eq (int $count) 0 }}true{{ end }}
+{{- end }}
