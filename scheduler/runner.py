@@ -49,6 +49,9 @@ class Scheduler:
         leader = self._call_lease(int(self.settings.schedules_lease_seconds * 1000))
         metrics.LEADER.set(1 if leader else 0)
         if not leader:
+            # Only the holder speaks for the schedules: a former holder's figures would go stale.
+            for gauge in (metrics.LAST_RUN, metrics.NEXT_RUN, metrics.INTERVAL):
+                gauge.clear()
             return
         definitions = self.client.hgetall(records.SCHEDULES)
         progress = self.client.hgetall(records.SCHEDULE_RUNS)
