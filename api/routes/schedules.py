@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from api.deps import AUTHORIZED_RAISES, Authorized, StoreDep
 from api.errors import invalid, responses
-from api.exceptions import ScheduleExists, ScheduleNotFound
+from api.exceptions import BodyTooLarge, ScheduleExists, ScheduleNotFound
 from api.routes.tasks import checked_task
 from api.schemas import ScheduleBody, ScheduleList, SchedulePatch, ScheduleView
 from api.store import TaskStore
@@ -98,7 +98,7 @@ async def _found(store: TaskStore, name: str) -> tuple[Schedule, Progress]:
     "",
     status_code=201,
     response_model=ScheduleView,
-    responses=responses(ScheduleExists),
+    responses=responses(400, BodyTooLarge, ScheduleExists),
     summary="Create a schedule",
 )
 async def create(body: Annotated[ScheduleBody, Body()], store: StoreDep, response: Response) -> Any:
@@ -127,7 +127,7 @@ async def get_schedule(name: str, store: StoreDep) -> Any:
 @router.patch(
     "/{name}",
     response_model=ScheduleView,
-    responses=responses(ScheduleNotFound),
+    responses=responses(400, BodyTooLarge, ScheduleNotFound),
     summary="Change a schedule: pause, resume, retime, other arguments",
 )
 async def change(name: str, body: Annotated[SchedulePatch, Body()], store: StoreDep) -> Any:
