@@ -40,19 +40,16 @@ class Scheduler:
                 self.step()
             except redis.RedisError as exc:  # the next pass tries again
                 log.warning("scheduler pass failed: %s", exc)
-                metrics.LEADER.set(0)
+                _not_leading()
             self.stopping.wait(self.settings.schedules_poll_seconds)
         self._call_lease(0)  # a successor need not wait for the lease to expire
-        metrics.LEADER.set(0)
+        _not_leading()
 
     def step(self) -> None:
-        leader = self._call_lease(int(self.settings.schedules_lease_seconds * 1000))
-        metrics.LEADER.set(1 if leader else 0)
-        if not leader:
-            # Only the holder speaks for the schedules: a former holder's figures would go stale.
-            for gauge in (metrics.LAST_RUN, metrics.NEXT_RUN, metrics.INTERVAL):
-                gauge.clear()
+        if not self._call_lease(int(self.settings.schedules_lease_seconds * 1000)):
+            _not_leading()
             return
+        metrics.LEADER.set(1)
         definitions = self.client.hgetall(records.SCHEDULES)
         progress = self.client.hgetall(records.SCHEDULE_RUNS)
         for raw in definitions.values():
@@ -124,3 +121,11 @@ class Scheduler:
             lease=records.SCHEDULER_LEASE, holder=self.holder, ttl=ttl_ms
         )
         return bool(self._lease(keys=keys, args=argv))
+
+
+def _not_leading() -> None:
+    """Only the holder speaks for the schedules: a former holder's figures would go stale (and
+    one cut off from Redis cannot know whether it still holds the lease)."""
+    metrics.LEADER.set(0)
+    for gauge in (metrics.LAST_RUN, metrics.NEXT_RUN, metrics.INTERVAL):
+        gauge.clear()
