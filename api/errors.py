@@ -29,6 +29,8 @@ from api.exceptions import (
     Forbidden,
     IdempotencyKeyReused,
     RedisUnavailable,
+    ScheduleExists,
+    ScheduleNotFound,
     TaskAlreadyEnded,
     TaskExpired,
     TaskNotFound,
@@ -151,6 +153,12 @@ ANSWERS: dict[type[Exception] | int, Answer] = {
         "the task is not in the dead-letter list",
         lambda exc, _: f"task {exc.task_id!r} is not in the dead-letter list",
     ),
+    ScheduleNotFound: Answer(
+        404,
+        "schedule_not_found",
+        "no schedule has this name",
+        lambda exc, _: f"no schedule is named {exc.name!r}",
+    ),
     TaskAlreadyEnded: Answer(
         409,
         "task_finished",
@@ -166,6 +174,12 @@ ANSWERS: dict[type[Exception] | int, Answer] = {
             "name or other arguments; use a new key for new work"
         ),
         details=lambda exc: {"task_id": exc.task_id},
+    ),
+    ScheduleExists: Answer(
+        409,
+        "schedule_exists",
+        "a schedule has this name already; PATCH changes it",
+        lambda exc, _: f"a schedule named {exc.name!r} exists; PATCH changes it",
     ),
     TaskExpired: Answer(
         410,

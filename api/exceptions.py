@@ -46,6 +46,20 @@ class DeadLetterNotFound(Exception):
         self.task_id = task_id
 
 
+class ScheduleNotFound(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+class ScheduleExists(Exception):
+    """POST /schedules with the name of an existing schedule (PATCH changes one)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
 class BacklogFull(Exception):
     def __init__(self, queue: str, ready: int, limit: int) -> None:
         super().__init__(f"queue {queue!r} holds {ready} waiting tasks (limit {limit})")

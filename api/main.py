@@ -17,7 +17,7 @@ from api import errors
 from api.fastlane import FastLane
 from api.metrics import HttpMetrics
 from api.redis import connect
-from api.routes import catalogue, deadletters, health, queues, tasks
+from api.routes import catalogue, deadletters, health, queues, schedules, tasks
 from api.store import TaskStore
 from contracts.settings import Settings, get_settings
 
@@ -46,7 +46,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
-    for router in (tasks.router, queues.router, deadletters.router, catalogue.router):
+    for router in (
+        tasks.router,
+        schedules.router,
+        queues.router,
+        deadletters.router,
+        catalogue.router,
+    ):
         app.include_router(router)
     app.include_router(health.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

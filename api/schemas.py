@@ -175,3 +175,66 @@ class Cancelled(BaseModel):
     task_id: str
     state: State
     outcome: Literal["revoked"]
+
+
+SCHEDULE_NAME = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
+
+
+class ScheduleBody(Strict):
+    """A schedule as written: POST /schedules, and what a PATCH is merged into."""
+
+    name: str = Field(pattern=SCHEDULE_NAME, description="Lower case, digits, . _ -; 63 at most.")
+    task: str = Field(description="A task name from the catalogue (GET /catalogue).")
+    args: dict[str, Any] = Field(default_factory=dict, description="Checked against the task.")
+    queue: str | None = Field(default=None, description="Overrides the task's own queue.")
+    priority: int = Field(default=PRIORITY_MIN, ge=PRIORITY_MIN, le=PRIORITY_MAX)
+    cron: str | None = Field(
+        default=None, max_length=200, description="Five fields, as Debian's cron reads them."
+    )
+    timezone: str = Field(default="UTC", max_length=64, description="IANA name, for cron.")
+    interval_seconds: float | None = Field(
+        default=None, ge=1, le=366 * 86400, description="Instead of cron: every N seconds."
+    )
+    paused: bool = False
+    misfire: Literal["skip", "catch_up"] = Field(
+        default="skip",
+        description="Ticks missed for over a minute (no scheduler ran): skip runs once for them, "
+        "catch_up runs the newest catch_up_max of them.",
+    )
+    catch_up_max: int = Field(default=10, ge=1, le=1000)
+
+
+class SchedulePatch(Strict):
+    """Fields to change; the rest stay. Setting cron clears interval_seconds and back."""
+
+    task: str | None = None
+    args: dict[str, Any] | None = None
+    queue: str | None = None
+    priority: int | None = Field(default=None, ge=PRIORITY_MIN, le=PRIORITY_MAX)
+    cron: str | None = Field(default=None, max_length=200)
+    timezone: str | None = Field(default=None, max_length=64)
+    interval_seconds: float | None = Field(default=None, ge=1, le=366 * 86400)
+    paused: bool | None = None
+    misfire: Literal["skip", "catch_up"] | None = None
+    catch_up_max: int | None = Field(default=None, ge=1, le=1000)
+
+
+class ScheduleView(BaseModel):
+    name: str
+    task: str
+    args: dict[str, Any]
+    queue: str
+    priority: int
+    cron: str | None
+    timezone: str
+    interval_seconds: float | None
+    paused: bool
+    misfire: Literal["skip", "catch_up"]
+    catch_up_max: int
+    next_run_at: datetime | None = Field(description="None while paused.")
+    last_run_at: datetime | None = Field(description="The tick of the newest run.")
+    last_task_id: str | None
+
+
+class ScheduleList(BaseModel):
+    items: list[ScheduleView]

@@ -19,12 +19,14 @@ from api.exceptions import (
     TaskExpired,
     TaskNotFound,
 )
+from api.schedules import ScheduleStore
 from contracts import records, scripts
-from contracts.catalogue import DEFAULT_MAX_BACKLOG, QUEUES, TaskSpec
-from contracts.messages import build_message, message_for_record
+from contracts.catalogue import TaskSpec
+from contracts.messages import message_for_record
 from contracts.records import State, now_ms
 from contracts.scripts import Named, Script
 from contracts.settings import Settings
+from contracts.submission import max_backlog, submit_call
 
 # Entries a listing may pass over (expired records) before it returns a short page.
 LIST_SCAN_FACTOR = 4
@@ -94,16 +96,15 @@ class TaskStore:
                 scripts.DEADLETTER_DISCARD,
             )
         }
-        self._max_backlog = {q.name: q.max_backlog for q in QUEUES.values()}
-        self._max_backlog.update(settings.queue_max_backlog)
         self.catalogue = Catalogue(redis, settings)
+        self.schedules = ScheduleStore(redis)
 
     async def _call(self, script: Script, **named: Named) -> Any:
         keys, args = script.bind(**named)
         return await self._registered[script.name](keys=keys, args=args)
 
     def max_backlog(self, queue: str) -> int:
-        return self._max_backlog.get(queue, DEFAULT_MAX_BACKLOG)
+        return max_backlog(self.settings, queue)
 
     async def submit(
         self,
@@ -117,37 +118,21 @@ class TaskStore:
     ) -> Submitted:
         task_id = uuid.uuid4().hex
         now = now_ms()
-        due = now + int(countdown * 1000) if countdown > 0 else 0
-        queue_list, message = build_message(
-            spec.name,
-            task_id,
-            args,
-            queue=queue,
-            priority=priority,
-            retries=0,
-            published_at_ms=due or now,
-            version=spec.version,
-        )
-        limit = self.max_backlog(queue)
-        outcome, value = await self._call(
-            scripts.SUBMIT,
-            record=records.record_key(task_id),
-            lists=records.queue_lists(queue),
-            id=task_id,
+        named = submit_call(
+            self.settings,
             name=spec.name,
+            task_id=task_id,
+            args=args,
             queue=queue,
             priority=priority,
-            args=orjson.dumps(args),
             now=now,
-            idem=idempotency_key or "",
-            idem_ttl=self.settings.idempotency_ttl_seconds,
-            list=queue_list,
-            message=message,
-            due=due,
-            max_backlog=limit,
+            due=now + int(countdown * 1000) if countdown > 0 else 0,
+            version=spec.version,
+            idempotency_key=idempotency_key,
         )
+        outcome, value = await self._call(scripts.SUBMIT, **named)
         if outcome == b"full":
-            raise BacklogFull(queue, int(value), limit)
+            raise BacklogFull(queue, int(value), max_backlog(self.settings, queue))
         if outcome == b"conflict":
             raise IdempotencyKeyReused(idempotency_key or "", value.decode())
         return Submitted(task_id=value.decode(), created=outcome == b"created")

@@ -55,14 +55,20 @@ WORKERS = "kt:workers"  # hostname, score = last heartbeat (s)
 # without reading the messages themselves (a thumbnail's can be 700 KB), and a dead worker's
 # messages are found (contracts/lua/restore_dead.lua).
 INFLIGHT = "kt:inflight"
-# kombu's Redis transport keeps unacknowledged messages here (its defaults; the worker refuses
-# transport options that would move them, see worker.broker).
 # The task catalogue the workers publish (contracts/lua/register.lua): registration field
 # (contracts.catalogue.registration_field) -> spec JSON; -> start time (ms) of the newest worker
 # publishing it; -> when a worker last published it (ms).
 CATALOGUE = "kt:catalogue"
 CATALOGUE_STARTED = "kt:catalogue:started"
 CATALOGUE_SEEN = "kt:catalogue:seen"
+# Schedules (contracts.schedules): name -> definition JSON; name -> the scheduler's progress
+# (newest tick looked at, newest run and its task id, JSON); the lease of the one scheduler
+# replica that fires them (contracts/lua/lease.lua).
+SCHEDULES = "kt:schedules"
+SCHEDULE_RUNS = "kt:schedules:runs"
+SCHEDULER_LEASE = "kt:scheduler:lease"
+# kombu's Redis transport keeps unacknowledged messages here (its defaults; the worker refuses
+# transport options that would move them, see worker.broker).
 UNACKED = "unacked"
 UNACKED_INDEX = "unacked_index"
 

@@ -1,4 +1,5 @@
-"""The Lua scripts that change task records (and `fetch.lua`, the worker transport's fetch).
+"""The Lua scripts that change task records (and `fetch.lua`, the worker transport's fetch,
+`register.lua`, the catalogue's, and `lease.lua`, the scheduler's).
 
 Every state change of a task happens in one of these scripts, atomically in Redis, so the API
 and the worker cannot disagree on the state machine: they run the same code. A script declares
@@ -185,9 +186,10 @@ FETCH = load("fetch")
 ADOPT = load("adopt")
 RESTORE_DEAD = load("restore_dead")
 REGISTER = load("register")
+LEASE = load("lease")
 
 ALL = (
     SUBMIT, CANCEL, LIST, QUEUE_STATS, DEADLETTER_REQUEUE, DEADLETTER_DISCARD, START, PROGRESS,
     FINISH, ABANDON, RETRY, DEFER, REQUEUED, MOVE_DUE, REAP, TRIM, FETCH, ADOPT, RESTORE_DEAD,
-    REGISTER,
+    REGISTER, LEASE,
 )  # fmt: skip

@@ -68,7 +68,15 @@ class Settings(BaseSettings):
     # own round trips, same behaviour.
     worker_fast_path: bool = True
     worker_logfile: Path | None = None
+    # How often a worker moves delayed tasks (countdowns, retries) that are due to their queues.
     scheduler_interval_seconds: float = Field(default=0.5, gt=0)
+
+    # The schedules' scheduler (python -m scheduler): how often it looks for due ticks, how long
+    # its lease lasts (a replica that took over fires within this of the holder's death; the
+    # missed ticks fire then), and its metrics port.
+    schedules_poll_seconds: float = Field(default=1.0, gt=0)
+    schedules_lease_seconds: float = Field(default=15.0, gt=0)
+    schedules_metrics_port: int = Field(default=9810, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _tombstones_outlive_records(self) -> Settings:

@@ -20,6 +20,7 @@ SOFT_SHUTDOWN_SECONDS = "10"
 STOP_STEPS = {
     "worker": "stopping the worker: running tasks have {soft:g} s to finish, then go back to "
     "the queue (Ctrl-C again kills everything at once)",
+    "scheduler": "stopping the scheduler",
     "api": "stopping the API",
     "flower": "stopping Flower",
     "redis": "stopping Redis: its append-only file in {data} keeps the queues",
@@ -84,6 +85,7 @@ def serve(stack: Stack, flower_auth: str, workdir: Path, soft_shutdown: float) -
         stack.start_redis(appendonly=True)
         stack.start_api()
         worker = stack.start_worker()
+        scheduler = stack.start_scheduler()
         stack.start_flower()
     except StartAbandoned:
         return 0
@@ -98,7 +100,8 @@ or wait in the queue for the next make run):
   web page  {stack.api_url}/
   API docs  {stack.api_url}/docs
   Flower    {stack.flower_url}/   (user {user}, password {password})
-  metrics   {stack.api_url}/metrics (API and queues), {worker.metrics_url} (worker)
+  metrics   {stack.api_url}/metrics (API and queues), {worker.metrics_url} (worker),
+            {scheduler.metrics_url} (scheduler of /schedules)
   Redis     {stack.redis_url}   (data in {workdir / "redis"})
 """,
         flush=True,

@@ -403,6 +403,21 @@ class Stack:
 
         return self._on_free_port(free_port(), True, start)
 
+    def start_scheduler(
+        self, name: str = "scheduler", *, timeout: float = 20, **env: str
+    ) -> Process:
+        """`python -m scheduler`, ready when its metrics answer (it then polls the schedules)."""
+
+        def start(port: int) -> Process:
+            settings = self.env(KUBETASKS_SCHEDULES_METRICS_PORT=str(port), **env)
+            process = self.launch(name, [sys.executable, "-m", "scheduler"], settings)
+            process.metrics_url = f"http://127.0.0.1:{port}/metrics"
+            ready = process.metrics_url
+            self._await(process, lambda: http_ok(ready), timeout, f"{name} metrics", port, ANY_HOST)
+            return process
+
+        return self._on_free_port(free_port(), True, start)
+
     def start_flower(self, *, timeout: float = 30) -> Process:
         state = self.workdir / "flower"
         (state / "metrics").mkdir(parents=True, exist_ok=True)
@@ -434,9 +449,10 @@ class Stack:
     def stop_all(
         self, timeout: float = 30, announce: Callable[[Process], object] | None = None
     ) -> None:
-        """Workers first (they finish or requeue their tasks), then the API and Flower, Redis
-        last: each stops while what it depends on still runs. `announce` hears of each step."""
-        order = {"redis": 2, "api": 1, "flower": 1}
+        """Schedulers first (no new work), workers next (they finish or requeue their tasks),
+        then the API and Flower, Redis last: each stops while what it depends on still runs.
+        `announce` hears of each step."""
+        order = {"scheduler": -1, "redis": 2, "api": 1, "flower": 1}
         for process in sorted(self.processes, key=lambda p: order.get(p.name, 0)):
             if announce and process.alive():
                 announce(process)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from devstack.processes import Stack
-from tests.helpers import ApiClient, scrape
+from tests.helpers import ApiClient, sample, scrape, wait_for
 
 # Short limits so that redelivery, expiry and shutdown play out in seconds.
 FAST_ENV = {
@@ -67,19 +67,39 @@ def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
 
 @pytest.fixture(scope="session")
 def exposed_metric_names(stack: Stack) -> set[str]:
-    """Every metric family and sample name the API and a worker expose after real work."""
+    """Every metric family and sample name the API, a worker and the scheduler expose after real
+    work, the scheduler holding the lease over one schedule."""
+    worker = next(p for p in stack.processes if p.metrics_url)
     with ApiClient(base_url=stack.api_url, timeout=10) as api:
         ok = api.submit("sleep", {"seconds": 0})
         bad = api.submit("thumbnail", {"image_base64": "bm90IGFuIGltYWdl"})
         for task_id in (ok, bad):
             api.wait_task(task_id)
         api.get("/tasks/0123456789abcdef0123456789abcdef")
-    worker = next(p for p in stack.processes if p.metrics_url)
-    names: set[str] = set()
-    for url in (f"{stack.api_url}/metrics", worker.metrics_url):
-        assert url is not None
-        for name, _ in scrape(url):
-            names.add(name)
+        # Hourly: its first run comes an hour after it was created, long after this.
+        schedule = {
+            "name": "metric-names",
+            "task": "sleep",
+            "args": {"seconds": 0},
+            "interval_seconds": 3600,
+        }
+        assert api.post("/schedules", json=schedule).status_code == 201
+        scheduler = stack.start_scheduler()
+        try:
+            leader = scheduler.metrics_url
+            assert leader is not None
+            wait_for(
+                lambda: sample(scrape(leader), "kubetasks_schedule_interval_seconds") > 0,
+                20,
+                "the lease holder's schedule gauges",
+            )
+            names: set[str] = set()
+            for url in (f"{stack.api_url}/metrics", worker.metrics_url, leader):
+                assert url is not None
+                names |= {name for name, _ in scrape(url)}
+        finally:
+            scheduler.stop()
+            api.delete(f"/schedules/{schedule['name']}")
     for suffix in ("_bucket", "_count", "_sum", "_total"):
         names |= {n.removesuffix(suffix) for n in names if n.endswith(suffix)}
     return names

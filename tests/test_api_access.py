@@ -38,12 +38,14 @@ def _guarded_routes() -> list[tuple[str, str]]:
     ]
 
 
-def test_the_guarded_routes_are_every_task_queue_and_dead_letter_route() -> None:
+def test_the_guarded_routes_are_every_task_schedule_queue_and_dead_letter_route() -> None:
     assert set(_guarded_routes()) == {
         ("POST", "/tasks"), ("GET", "/tasks"), ("GET", f"/tasks/{TASK_ID}"),
         ("DELETE", f"/tasks/{TASK_ID}"), ("POST", f"/tasks/{TASK_ID}/cancel"),
         ("GET", f"/tasks/{TASK_ID}/events"), ("GET", "/queues"), ("GET", "/deadletters"),
         ("POST", f"/deadletters/{TASK_ID}/requeue"), ("DELETE", f"/deadletters/{TASK_ID}"),
+        ("POST", "/schedules"), ("GET", "/schedules"), ("GET", f"/schedules/{TASK_ID}"),
+        ("PATCH", f"/schedules/{TASK_ID}"), ("DELETE", f"/schedules/{TASK_ID}"),
     }  # fmt: skip
 
 

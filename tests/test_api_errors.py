@@ -18,6 +18,8 @@ from api.exceptions import (
     Forbidden,
     IdempotencyKeyReused,
     RedisUnavailable,
+    ScheduleExists,
+    ScheduleNotFound,
     TaskAlreadyEnded,
     TaskExpired,
     TaskNotFound,
@@ -176,6 +178,12 @@ def test_every_row_of_the_error_table_is_answered_and_documented_as_it_says(
         expect(Forbidden, "GET", "/queues", "/queues", key="wrong")
         expect(TaskNotFound, "GET", "/tasks/{task_id}", f"/tasks/{UNKNOWN_ID}")
         expect(TaskNotFound, "DELETE", "/tasks/{task_id}", f"/tasks/{UNKNOWN_ID}")
+        expect(ScheduleNotFound, "GET", "/schedules/{name}", "/schedules/none")
+        expect(ScheduleNotFound, "PATCH", "/schedules/{name}", "/schedules/none", json={})
+        expect(ScheduleNotFound, "DELETE", "/schedules/{name}", "/schedules/none")
+        hourly = {"name": "hourly", "task": "sleep", "args": {"seconds": 0}, "cron": "0 * * * *"}
+        assert api.post("/schedules", json=hourly).status_code == 201
+        expect(ScheduleExists, "POST", "/schedules", "/schedules", json=hourly)
         requeue = f"/deadletters/{UNKNOWN_ID}/requeue"
         expect(DeadLetterNotFound, "POST", "/deadletters/{task_id}/requeue", requeue)
         big = b'{"name": "sleep", "args": {"note": "' + b"x" * 2_000_000 + b'"}}'

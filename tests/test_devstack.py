@@ -154,7 +154,7 @@ def refused(port: int) -> bool:
 
 
 # Redis last, so that the worker can requeue and the API answer until they are gone.
-STOP_ORDER = ["the worker", "the API", "Flower", "Redis"]
+STOP_ORDER = ["the scheduler", "the worker", "the API", "Flower", "Redis"]
 
 
 def stop_steps(output: str) -> list[str]:

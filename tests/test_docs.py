@@ -52,7 +52,11 @@ def test_docs_metrics_lists_every_metric_the_code_registers() -> None:
     documented = set(
         re.findall(r"^\| `(kubetasks_\w+)`", (ROOT / "docs/metrics.md").read_text(), re.M)
     )
-    registered = _registered("api.metrics") | _registered("worker.metrics")
+    registered = (
+        _registered("api.metrics")
+        | _registered("worker.metrics")
+        | _registered("scheduler.metrics")
+    )
     assert "kubetasks_tasks_rejected_total" in registered  # the worker's, read for real
     assert documented == registered
 

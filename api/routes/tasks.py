@@ -59,15 +59,31 @@ def _json(body: BaseModel, status: int = 200, headers: dict[str, str] | None = N
     return Response(body.model_dump_json(), status, headers, media_type="application/json")
 
 
-async def _known(store: TaskStore, name: str) -> TaskSpec:
+async def _known(store: TaskStore, name: str, field: str = "name") -> TaskSpec:
     spec = await store.catalogue.find(name)
     if spec is None:
         known = (
             ", ".join(await store.catalogue.tasks())
             or "none yet (no worker has published its tasks)"
         )
-        raise invalid((("body", "name"), f"unknown task {name!r}; known: {known}"))
+        raise invalid((("body", field), f"unknown task {name!r}; known: {known}"))
     return spec
+
+
+async def checked_task(
+    store: TaskStore, name: str, args: dict[str, Any], queue: str | None, *, field: str = "name"
+) -> tuple[TaskSpec, str]:
+    """The task's spec and the queue its work goes to, once `args` and `queue` check out against
+    the catalogue (RequestValidationError naming `field`, `args.<field>` or `queue` else)."""
+    spec = await _known(store, name, field)
+    problems = store.catalogue.problems(spec, args)
+    if problems:
+        raise invalid(*((("body", "args", *where), why) for where, why in problems))
+    queue = queue or spec.queue
+    queues = await store.catalogue.queues()
+    if queue not in queues:
+        raise invalid((("body", "queue"), f"unknown queue {queue!r}; known: {', '.join(queues)}"))
+    return spec, queue
 
 
 @router.post(
@@ -93,17 +109,8 @@ async def accept(store: TaskStore, body: SeedSubmit | TaskSubmit, scope: Scope) 
         args: dict[str, Any] = {"seconds": SEED_TASK_TYPES[body.type], "note": ""}
         queue, priority, countdown, key = spec.queue, 0, 0.0, None
     else:
-        spec = await _known(store, body.name)
         args = body.args
-        problems = store.catalogue.problems(spec, args)
-        if problems:
-            raise invalid(*((("body", "args", *where), why) for where, why in problems))
-        queue = body.queue or spec.queue
-        queues = await store.catalogue.queues()
-        if queue not in queues:
-            raise invalid(
-                (("body", "queue"), f"unknown queue {queue!r}; known: {', '.join(queues)}")
-            )
+        spec, queue = await checked_task(store, body.name, args, body.queue)
         priority, countdown, key = body.priority, body.countdown, body.idempotency_key
     submitted = await store.submit(
         spec, args, queue=queue, priority=priority, countdown=countdown, idempotency_key=key

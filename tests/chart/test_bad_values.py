@@ -28,6 +28,7 @@ SCHEMA_ERRORS = [
         id="keda-address-without-scheme",
     ),
     pytest.param(["flower.auth.username=a:b"], "/flower/auth/username", id="colon-in-username"),
+    pytest.param(["scheduler.replicaCount=0"], "/scheduler/replicaCount", id="no-scheduler"),
 ]
 
 TEMPLATE_ERRORS = [
@@ -68,6 +69,11 @@ TEMPLATE_ERRORS = [
     ),
     pytest.param(
         ["redis.enabled=false"], "needs externalRedis.existingSecret", id="no-redis-at-all"
+    ),
+    pytest.param(
+        ["scheduler.leaseSeconds=1"],
+        "scheduler.leaseSeconds (1) must be at least twice scheduler.pollSeconds (1)",
+        id="lease-shorter-than-two-polls",
     ),
     pytest.param(
         ["worker.queues={default,Images}"], "'Images' does not match pattern", id="bad-queue-name"

@@ -4,8 +4,10 @@ alert rules and dashboards have one source."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -14,12 +16,14 @@ from .rendering import (
     CHART_DIR,
     CI_VALUES,
     MONITORING_APIS,
+    REPO_ROOT,
     by_kind,
     one,
     render,
     render_failure,
 )
 
+METRICS_DOC = REPO_ROOT / "docs" / "metrics.md"
 RULES_FILE = CHART_DIR / "files" / "prometheus" / "alerts.rules.yaml"
 DASHBOARDS = sorted((CHART_DIR / "files" / "dashboards").glob("*.json"))
 MONITORING_VALUES = next(p for p in CI_VALUES if p.name == "ingress-monitoring-values.yaml")
@@ -44,6 +48,20 @@ def test_api_flower_and_workers_are_scraped(monitored: list[dict[str, object]]) 
     worker = one(monitored, "PodMonitor", "-worker")
     assert worker["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
     assert one(monitored, "ServiceMonitor", "-flower")
+
+
+def test_every_monitor_sets_a_job_name_of_the_contract(monitored: list[dict[str, Any]]) -> None:
+    """docs/metrics.md lists the job names the alerts select on; every scrape sets one of them,
+    and each of them is set."""
+    documented = set(re.findall(r"^\| `(kubetasks-[a-z]+)` \|", METRICS_DOC.read_text(), re.M))
+    jobs = set()
+    for monitor in by_kind(monitored, "ServiceMonitor") + by_kind(monitored, "PodMonitor"):
+        spec = monitor["spec"]
+        for endpoint in spec.get("endpoints", []) + spec.get("podMetricsEndpoints", []):
+            [job] = [r for r in endpoint["relabelings"] if r["targetLabel"] == "job"]
+            jobs.add(job["replacement"])
+    assert jobs == documented
+    assert "kubetasks-scheduler" in jobs
 
 
 def test_prometheus_rule_embeds_the_groups_of_the_rules_file(

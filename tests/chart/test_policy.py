@@ -26,7 +26,7 @@ CI = {path.stem.removesuffix("-values"): path for path in CI_VALUES}
 # Workloads that run to completion: the helm test hook and the catalogue Jobs.
 RUN_ONCE = {"Pod", "Job"}
 # The containers that talk to Redis through the URL the chart builds.
-REDIS_CLIENTS = {"api", "worker", "flower", "catalogue"}
+REDIS_CLIENTS = {"api", "worker", "flower", "scheduler", "catalogue"}
 STANDARD_LABELS = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -106,9 +106,10 @@ def probe_check(probe: dict[str, Any]) -> tuple[str, ...]:
 
 WORKER_LIVE = ("exec", "python", "-m", "worker.probe", "live")
 FLOWER_UP = ("http", "/flower/healthcheck", "http")
+SCHEDULER_UP = ("http", "/metrics", "metrics")
 # (kind, name suffix) -> probe -> what it checks. Only the API's start-up probe, the worker's
 # readiness and Redis's own readiness reach Redis: a Redis outage must not take the API out of
-# its Service (docs/deploy.md, "Probes").
+# its Service, nor restart the schedulers (docs/deploy.md, "Probes").
 PROBES: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("Deployment", "-api"): {
         "startupProbe": ("http", "/readyz?deep=1", "http"),
@@ -124,6 +125,11 @@ PROBES: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
         "startupProbe": FLOWER_UP,
         "readinessProbe": FLOWER_UP,
         "livenessProbe": FLOWER_UP,
+    },
+    ("Deployment", "-scheduler"): {
+        "startupProbe": SCHEDULER_UP,
+        "readinessProbe": SCHEDULER_UP,
+        "livenessProbe": SCHEDULER_UP,
     },
     ("StatefulSet", "-redis"): {
         "startupProbe": ("tcp", "redis"),
@@ -141,7 +147,7 @@ def test_every_probe_checks_what_its_component_documents(manifests: list[Manifes
         if w not in pools
     }
     rendered[("Deployment", "-worker")] = pools
-    assert {"-api", "-worker"} <= {suffix for _, suffix in rendered}
+    assert {"-api", "-worker", "-scheduler"} <= {suffix for _, suffix in rendered}
     for key, expected in PROBES.items():
         for workload in rendered.get(key, []):  # none: external Redis
             [container] = pod_spec(workload)["containers"]
@@ -305,7 +311,7 @@ def test_service_names_stay_dns_labels_wherever_the_flower_service_name_fits() -
     assert max(map(len, names)) <= 63, names
 
 
-def test_redis_network_policy_admits_only_api_workers_flower_and_catalogue_jobs(
+def test_redis_network_policy_admits_exactly_the_redis_clients(
     manifests: list[Manifest],
 ) -> None:
     statefulsets = by_kind(manifests, "StatefulSet")
@@ -320,17 +326,14 @@ def test_redis_network_policy_admits_only_api_workers_flower_and_catalogue_jobs(
     [rule] = policy["spec"]["ingress"]
     [peer] = rule["from"]
     expressions = {e["key"]: e for e in peer["podSelector"]["matchExpressions"]}
-    workers = {
-        d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]
-        for d in worker_deployments(manifests)
+    clients = {
+        w["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        for w in workloads(manifests)
+        if {c["name"] for c in pod_spec(w)["containers"]} & REDIS_CLIENTS
     }
-    assert "worker" in workers
-    jobs = {
-        job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
-        for job in by_kind(manifests, "Job")
-    }
+    assert {"api", "worker", "scheduler"} <= clients
     admitted = set(expressions["app.kubernetes.io/component"]["values"])
-    assert admitted == {"api", "flower", *workers, *jobs}
+    assert admitted == clients
     assert expressions["app.kubernetes.io/instance"]["values"] == [RELEASE]
     assert "namespaceSelector" not in peer
     assert [p["port"] for p in rule["ports"]] == ["redis"]

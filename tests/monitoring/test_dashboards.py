@@ -1,8 +1,8 @@
 """Every PromQL query we ship (dashboards, alerts, autoscaling) names only metrics that exist.
 
 The metric names come from the `exposed_metric_names` fixture (tests/conftest.py): what the real
-API and worker serve on /metrics. Prometheus' own `up` and Flower's metrics (read from the
-installed Flower package) are the only other names a query may use.
+API, worker and scheduler serve on /metrics. Prometheus' own `up` and Flower's metrics (read from
+the installed Flower package) are the only other names a query may use.
 """
 
 from __future__ import annotations

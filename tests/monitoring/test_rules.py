@@ -70,6 +70,8 @@ def test_every_alert_is_complete() -> None:
         "KubetasksDeadLetters",
         "KubetasksApiErrorRatioHigh",
         "KubetasksRedisDown",
+        "KubetasksScheduleLate",
+        "KubetasksSchedulerHasNoLeader",
     }
     for rule in rules:
         assert rule["labels"]["severity"] in SEVERITIES, rule["alert"]

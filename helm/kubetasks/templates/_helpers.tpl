@@ -141,7 +141,7 @@ ConfigMap), or the whole URL from the external Secret.
 {{- end }}
 {{- end }}
 
-{{/* Environment of api, worker and flower containers. */}}
+{{/* Environment of the api, worker, flower and scheduler containers. */}}
 {{- define "kubetasks.commonEnv" -}}
 {{ include "kubetasks.redisEnv" . }}
 {{- with .Values.settings.extraEnv }}
@@ -152,6 +152,56 @@ ConfigMap), or the whole URL from the external Secret.
 {{/* Restarts pods when the shared settings change. */}}
 {{- define "kubetasks.configChecksum" -}}
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- end }}
+
+{{/*
+The pod template metadata of a kubetasks Deployment: the settings checksum and the component's
+podAnnotations and podLabels. Call with (dict "ctx" $ "component" <component> "values" <its values>).
+*/}}
+{{- define "kubetasks.podMetadata" -}}
+annotations:
+  {{- include "kubetasks.configChecksum" .ctx | nindent 2 }}
+  {{- with .values.podAnnotations }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+labels:
+  {{- include "kubetasks.labels" (dict "ctx" .ctx "component" .component) | nindent 2 }}
+  {{- with .values.podLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{/*
+The pod spec fields every kubetasks pod shares (Redis runs as its image's own user instead): the
+ServiceAccount without its token, the pull secrets and the restricted pod security context.
+*/}}
+{{- define "kubetasks.podSpecCommon" -}}
+serviceAccountName: {{ include "kubetasks.serviceAccountName" . }}
+automountServiceAccountToken: false
+{{- include "kubetasks.imagePullSecrets" . }}
+securityContext:
+  {{- include "kubetasks.podSecurityContext" .Values.podSecurityContext | nindent 2 }}
+{{- end }}
+
+{{/*
+A PodDisruptionBudget over a component's pods; call with (dict "ctx" $ "name" <name> "component"
+<component> "maxUnavailable" <count or percentage>).
+*/}}
+{{- define "kubetasks.pdb" -}}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "kubetasks.labels" (dict "ctx" .ctx "component" .component) | nindent 4 }}
+spec:
+  # Client-side `kubectl apply` reports every PDB "configured" on each apply though nothing
+  # changes: policy/v1 gives spec.selector the patch strategy replace, so kubectl always re-sends
+  # it. No field rendered here can avoid that; `kubectl diff` shows what would really change.
+  maxUnavailable: {{ .maxUnavailable }}
+  selector:
+    matchLabels:
+      {{- include "kubetasks.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 6 }}
 {{- end }}
 
 {{/*
@@ -208,6 +258,10 @@ imagePullSecrets:
 {{- end }}
 {{- if and (not .Values.redis.enabled) (not .Values.externalRedis.existingSecret) }}
 {{- fail "redis.enabled=false needs externalRedis.existingSecret: a Secret holding the Redis URL" }}
+{{- end }}
+{{- $scheduler := .Values.scheduler }}
+{{- if and $scheduler.enabled (lt (float64 $scheduler.leaseSeconds) (mulf 2 $scheduler.pollSeconds)) }}
+{{- fail (printf "scheduler.leaseSeconds (%v) must be at least twice scheduler.pollSeconds (%v): the holder renews its lease once a poll, and a lease that one late renewal lets expire passes from replica to replica. Raise scheduler.leaseSeconds or lower scheduler.pollSeconds" $scheduler.leaseSeconds $scheduler.pollSeconds) }}
 {{- end }}
 {{- if and .Values.api.autoscaling.enabled (gt (int .Values.api.autoscaling.minReplicas) (int .Values.api.autoscaling.maxReplicas)) }}
 {{- fail "api.autoscaling.minReplicas must not exceed api.autoscaling.maxReplicas" }}

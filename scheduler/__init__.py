@@ -1,0 +1,1 @@
+"""The schedules' scheduler: `python -m scheduler`, any number of replicas, one firing."""
