@@ -42,5 +42,7 @@ class ScheduleStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hdel(records.SCHEDULES, name)
             pipe.hdel(records.SCHEDULE_RUNS, name)
-            removed, _ = await pipe.execute()
+            # Its runs stay tasks, but a schedule of the same name later must not list them.
+            pipe.delete(records.schedule_index(name))
+            removed, *_ = await pipe.execute()
         return bool(removed)

@@ -89,6 +89,7 @@ class TaskView(BaseModel):
     worker_pid: int | None
     result: Any = None
     error: TaskError | None
+    schedule: str | None = Field(default=None, description="The schedule that submitted it.")
     # The seed's field names, so its clients keep working.
     task_status: State
     task_result: Any = None
@@ -121,6 +122,7 @@ class TaskView(BaseModel):
             worker_pid=int(r[F.PID]) if F.PID in r else None,
             result=result,
             error=error,
+            schedule=r.get(F.SCHEDULE),
             task_status=state,
             task_result=result if state == State.SUCCESS else (error.message if error else None),
         )

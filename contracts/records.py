@@ -79,6 +79,8 @@ worker_key = KeyTemplate("kt:worker:{hostname}")
 state_index = KeyTemplate("kt:tasks:state:{state}")
 name_index = KeyTemplate("kt:tasks:name:{name}")
 name_state_index = KeyTemplate("kt:tasks:name:{name}:state:{state}")
+# The runs of a schedule (contracts.schedules), newest first like the other listings.
+schedule_index = KeyTemplate("kt:tasks:schedule:{schedule}")
 # Queue names and worker hostnames have no spaces; task ids may.
 inflight_entry = KeyTemplate("{queue} {worker} {id}")
 # Celery's own result, written for tasks a Celery producer queued itself (Field.CELERY_RESULT).
@@ -104,6 +106,7 @@ KEY_TEMPLATES = {
     "state_index": state_index,
     "name_index": name_index,
     "name_state_index": name_state_index,
+    "schedule_index": schedule_index,
     "inflight_entry": inflight_entry,
     "celery_result_key": celery_result_key,
 }
@@ -153,6 +156,7 @@ class Field:
     ERROR_MESSAGE = "error_message"
     TRACEBACK = "traceback"
     IDEMPOTENCY_KEY = "idempotency_key"
+    SCHEDULE = "schedule"  # the schedule that submitted the task, if one did
     # Token of the last call that changed the record and cannot simply run twice: a call the
     # client re-sends after a timeout finds its own token and answers as it did the first time.
     CALL = "call"

@@ -31,8 +31,10 @@ def submit_call(
     due: int,
     version: str | None,
     idempotency_key: str | None,
+    schedule: str | None = None,
 ) -> dict[str, Named]:
-    """submit.lua's arguments for a new task (`due` 0 = now); it answers {'created', id},
+    """submit.lua's arguments for a new task (`due` 0 = now; `schedule` the one submitting it,
+    which lists it among its runs); it answers {'created', id},
     {'existing', id}, {'conflict', id} or {'full', ready}."""
     queue_list, message = build_message(
         name,
@@ -59,4 +61,5 @@ def submit_call(
         "message": message,
         "due": due,
         "max_backlog": max_backlog(settings, queue),
+        "schedule": schedule or "",
     }

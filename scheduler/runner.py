@@ -102,6 +102,7 @@ class Scheduler:
             due=0,
             version=None,  # checked when the schedule was written; the worker checks again
             idempotency_key=tick_key(schedule.name, tick),
+            schedule=schedule.name,
         )
         keys, argv = scripts.SUBMIT.bind(**named)
         outcome, value = self._submit(keys=keys, args=argv)

@@ -8,12 +8,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import redis
 
-from contracts import records, scripts
-from contracts.messages import build_message
+from contracts import scripts
 from contracts.records import now_ms
+from contracts.settings import get_settings
+from contracts.submission import submit_call
 from devstack.processes import Stack
 from tests.helpers import ApiClient, wait_for
 
@@ -73,16 +73,12 @@ def test_old_and_new_workers_side_by_side(make_stack: Callable[..., Stack]) -> N
 
 def _submit_validated_by(stack: Stack, version: str, args: dict[str, object]) -> str:
     """Queue a task as an API that validated it against `version` would (submit.lua)."""
-    task_id, now = uuid.uuid4().hex, now_ms()
-    queue_list, message = build_message(
-        "rollout_echo", task_id, args, queue="default", priority=0, retries=0,
-        published_at_ms=now, version=version,
+    task_id = uuid.uuid4().hex
+    named = submit_call(
+        get_settings(), name="rollout_echo", task_id=task_id, args=args, queue="default",
+        priority=0, now=now_ms(), due=0, version=version, idempotency_key=None,
     )  # fmt: skip
-    keys, argv = scripts.SUBMIT.bind(
-        record=records.record_key(task_id), lists=records.queue_lists("default"), id=task_id,
-        name="rollout_echo", queue="default", priority=0, args=orjson.dumps(args), now=now,
-        idem="", idem_ttl=60, list=queue_list, message=message, due=0, max_backlog=100,
-    )  # fmt: skip
+    keys, argv = scripts.SUBMIT.bind(**named)
     with redis.Redis.from_url(stack.redis_url) as client:
         client.register_script(scripts.SUBMIT.source)(keys=keys, args=argv)
     return task_id

@@ -119,6 +119,12 @@ def test_two_schedulers_fire_each_tick_once_and_a_dead_holders_ticks_still_fire(
     wait_for(lambda: time.monotonic() - started > 30, 20, "30 s of runs")
     assert api.patch("/schedules/tick", json={"paused": True}).status_code == 200
 
+    listed = api.get("/tasks", params={"schedule": "tick", "limit": 200}).json()["items"]
+    assert {task["schedule"] for task in listed} == {"tick"}
+    assert len(listed) == len(runs(stack, "tick"))
+    mixed = api.get("/tasks", params={"schedule": "tick", "state": "SUCCESS"})
+    assert mixed.status_code == 422, mixed.text
+    assert [f["field"] for f in mixed.json()["fields"]] == ["schedule"]
     fired = runs(stack, "tick")
     ticks = [tick for tick, _ in fired]
     assert not [t for t, n in Counter(ticks).items() if n > 1], "a tick ran twice"

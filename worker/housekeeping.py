@@ -149,13 +149,14 @@ class Heartbeat:
             pass  # the registry entry expires by itself
 
 
-def _listing_indexes() -> list[str]:
+def _listing_indexes(schedules: list[bytes]) -> list[str]:
     keys = [records.TASKS_INDEX]
     for state in State:
         keys.append(records.state_index(state))
     for name in served():
         keys.append(records.name_index(name))
         keys.extend(records.name_state_index(name, state) for state in State)
+    keys.extend(records.schedule_index(name.decode()) for name in schedules)
     return keys
 
 
@@ -230,4 +231,5 @@ class Housekeeping(bootsteps.StartStopStep):  # type: ignore[misc]
 
     @staticmethod
     def _trim() -> None:
-        worker_records().trim(_listing_indexes())
+        schedules: list[bytes] = worker_records().client.hkeys(records.SCHEDULES)  # type: ignore[assignment]
+        worker_records().trim(_listing_indexes(schedules))

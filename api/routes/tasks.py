@@ -147,13 +147,19 @@ async def list_tasks(
     store: StoreDep,
     state: State | None = None,
     name: str | None = None,
+    schedule: Annotated[str | None, Query(description="Runs of this schedule only.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> TaskPage:
     if name is not None and await store.catalogue.find(name) is None:
         raise invalid((("query", "name"), f"unknown task {name!r}"))
+    if schedule is not None and (name or state):
+        raise invalid(
+            (("query", "schedule"), "lists a schedule's runs alone, not with name or state")
+        )
+    index = records.schedule_index(schedule) if schedule else records.listing_index(name, state)
     page = await store.list(
-        records.listing_index(name, state),
+        index,
         limit=limit,
         cursor=_decode_cursor(cursor) if cursor else None,
     )

@@ -1,5 +1,5 @@
 -- KEYS: record lists...
--- ARGV: id name queue priority args now idem idem_ttl list message due:n max_backlog:n
+-- ARGV: id name queue priority args now idem idem_ttl list message due:n max_backlog:n schedule
 -- Queues a task and writes its record in one step: never one without the other. The record has
 -- no TTL until the task ends: a task that waits long is never forgotten. Returns
 -- {'created', id}, {'existing', id of the task the idempotency key names}, {'conflict', that id}
@@ -26,5 +26,9 @@ if idem ~= '' then
   redis.call('HSET', record, F.idempotency_key, idem)
 end
 create_record(record, id, name, queue, priority, args, now, due, S.PENDING, true)
+if schedule ~= '' then
+  redis.call('HSET', record, F.schedule, schedule)
+  redis.call('ZADD', schedule_index(schedule), now, id)
+end
 enqueue(id, list, message, due)
 return {'created', id}

@@ -19,6 +19,7 @@ def submit(
     due: int = 0,
     max_backlog: int = 100,
     args: str = '{"seconds":0}',
+    schedule: str = "",
 ) -> Any:
     return run(
         r,
@@ -37,6 +38,7 @@ def submit(
         message=message(task_id),
         due=due,
         max_backlog=max_backlog,
+        schedule=schedule,
     )
 
 
@@ -63,6 +65,12 @@ def test_submit_writes_the_record_its_listings_and_the_message(r: redis.Redis) -
     assert r.ttl(records.record_key(TASK_ID)) == -1  # a waiting task is never forgotten
     assert indexes(r) == listed(State.PENDING)
     assert r.lrange("default", 0, -1) == [message(TASK_ID)]
+
+
+def test_a_schedules_run_names_it_and_is_listed_among_its_runs(r: redis.Redis) -> None:
+    assert submit(r, schedule="nightly") == ["created", TASK_ID]
+    assert r.hget(records.record_key(TASK_ID), "schedule") == "nightly"
+    assert r.zrange(records.schedule_index("nightly"), 0, -1, withscores=True) == [(TASK_ID, NOW)]
 
 
 def test_a_countdown_waits_in_the_delayed_set(r: redis.Redis) -> None:
