@@ -4,10 +4,14 @@ holds the lease, and the runs are real tasks a real worker runs."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +19,7 @@ import redis
 
 from contracts import records
 from contracts.records import Field
-from devstack.processes import Stack
+from devstack.processes import ROOT, Stack
 from tests.helpers import ApiClient, wait_for
 
 # A lease short enough that a follower takes over within one 1 s interval of the holder's death.
@@ -132,3 +136,34 @@ def test_two_schedulers_fire_each_tick_once_and_a_dead_holders_ticks_still_fire(
     assert all(b - a == 1000 for a, b in pairwise(ticks)), "a tick is missing"
     gaps = [b - a for (_, a), (_, b) in pairwise(fired)]
     assert max(gaps) <= 2000, gaps
+
+
+def test_declared_schedules_are_applied_idempotently_and_a_bad_one_stops_the_apply(
+    private: tuple[Stack, ApiClient], tmp_path: Path
+) -> None:
+    stack, api = private
+    declared = tmp_path / "schedules.json"
+
+    def apply(*schedules: dict[str, Any], deadline: float = 30) -> subprocess.CompletedProcess[str]:
+        declared.write_text(json.dumps(schedules))
+        argv = [
+            sys.executable, "-m", "scheduler.apply", str(declared),
+            "--api-url", stack.api_url, "--deadline", str(deadline),
+        ]  # fmt: skip
+        return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    nightly = {"name": "nightly", "task": "sleep", "args": {"seconds": 0}, "cron": "0 3 * * *"}
+    first = apply(EVERY_SECOND, nightly)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines() == ["tick: created", "nightly: created"]
+    again = apply(EVERY_SECOND, {**nightly, "cron": "0 4 * * *"})
+    assert again.stdout.splitlines() == ["tick: updated", "nightly: updated"], again.stderr
+    assert [s["name"] for s in api.get("/schedules").json()["items"]] == ["nightly", "tick"]
+    assert api.get("/schedules/nightly").json()["cron"] == "0 4 * * *"
+
+    bad = apply({**nightly, "args": {"seconds": -1}})
+    assert bad.returncode == 1
+    assert "args.seconds" in bad.stderr and "trying again" not in bad.stdout
+    unknown = apply({**nightly, "task": "not_published_yet"}, deadline=1)
+    assert unknown.returncode == 1
+    assert "trying again" in unknown.stdout and "giving up" in unknown.stderr

@@ -9,6 +9,7 @@
   const RECENT_LIMIT = 20;
   const POLL_MS = 1000;
   const QUEUES_MS = 2000;
+  const SCHEDULES_MS = 5000;
   const STREAM_RETRY_MS = 15000;
   // Browsers open about six HTTP/1.1 connections per host; each stream holds one open, so
   // follow at most this many by streaming and poll the rest, leaving room for other requests.
@@ -22,6 +23,9 @@
   const tasksEmpty = $("#tasks-empty");
   const queuesSection = $('[data-testid="queues"]');
   const queuesBody = $("#queues-body");
+  const schedulesSection = $('[data-testid="schedules"]');
+  const schedulesBody = $("#schedules-body");
+  const schedulesEmpty = $("#schedules-empty");
   const keyForm = $("#key-form");
   const keyInput = $("#api-key");
 
@@ -499,6 +503,48 @@
     }
   }
 
+  // ---- Schedules ----------------------------------------------------------------------
+
+  const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
+
+  function timing(schedule) {
+    if (schedule.cron) return `cron ${schedule.cron} (${schedule.timezone})`;
+    return `every ${schedule.interval_seconds} s`;
+  }
+
+  function renderSchedules(list) {
+    const rows = list.items.map((schedule) => {
+      const tr = document.createElement("tr");
+      tr.dataset.schedule = schedule.name;
+      tr.dataset.paused = String(schedule.paused);
+      const next = schedule.paused ? "paused" : when(schedule.next_run_at);
+      const cells = [schedule.name, schedule.task, timing(schedule), next, when(schedule.last_run_at)];
+      cells.forEach((text, i) => {
+        const cell = document.createElement(i === 0 ? "th" : "td");
+        if (i === 0) cell.scope = "row";
+        cell.textContent = text;
+        tr.append(cell);
+      });
+      tr.children[3].dataset.field = "next";
+      return tr;
+    });
+    schedulesBody.replaceChildren(...rows);
+    schedulesEmpty.hidden = rows.length > 0;
+  }
+
+  async function refreshSchedules() {
+    try {
+      renderSchedules(await getJson("/schedules"));
+      schedulesSection.dataset.stale = "false";
+      clearStatus("schedules");
+    } catch (err) {
+      schedulesSection.dataset.stale = "true";
+      showError("Could not read the schedules", err, "schedules");
+    } finally {
+      setTimeout(refreshSchedules, SCHEDULES_MS);
+    }
+  }
+
   // ---- Wiring -------------------------------------------------------------------------
 
   for (const button of document.querySelectorAll("button[data-type]")) {
@@ -519,4 +565,5 @@
 
   loadRecent();
   refreshQueues();
+  refreshSchedules();
 })();

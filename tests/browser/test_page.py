@@ -146,6 +146,25 @@ def test_result_with_markup_is_shown_as_text(page: Page, api: ApiClient) -> None
     assert page.evaluate("typeof window.__xss") == "undefined"
 
 
+def test_the_page_lists_schedules_with_their_next_run(page: Page, api: ApiClient) -> None:
+    nightly = {
+        "name": "nightly-report", "task": "sleep", "args": {"seconds": 0},
+        "cron": "30 2 * * *", "timezone": "Europe/Berlin",
+    }  # fmt: skip
+    assert api.post("/schedules", json=nightly).status_code == 201
+    try:
+        open_page(page)
+        row = page.locator('#schedules-body tr[data-schedule="nightly-report"]')
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text("cron 30 2 * * * (Europe/Berlin)")
+        next_run = api.get("/schedules/nightly-report").json()["next_run_at"]
+        shown = row.locator('[data-field="next"]').text_content() or ""
+        assert shown == page.evaluate("(iso) => new Date(iso).toLocaleString()", next_run)
+        expect(page.locator('[data-testid="schedules-empty"]')).to_be_hidden()
+    finally:
+        api.delete("/schedules/nightly-report")
+
+
 def test_cancel_from_the_page_revokes_the_task(page: Page, api: ApiClient) -> None:
     open_page(page)
     task_id = submit_from_page(page, "submit-long")

@@ -17,6 +17,7 @@ def test_ci_values_cover_the_documented_configurations() -> None:
         "external-redis-values.yaml",
         "ingress-monitoring-values.yaml",
         "scale-to-zero-values.yaml",
+        "schedules-values.yaml",
         "two-pools-values.yaml",
     }
     assert expected <= names

@@ -23,7 +23,7 @@ from .rendering import (
 )
 
 CI = {path.stem.removesuffix("-values"): path for path in CI_VALUES}
-# Workloads that run to completion: the helm test hook and the catalogue Jobs.
+# Workloads that run to completion: the helm test hook, the catalogue and schedules Jobs.
 RUN_ONCE = {"Pod", "Job"}
 # The containers that talk to Redis through the URL the chart builds.
 REDIS_CLIENTS = {"api", "worker", "flower", "scheduler", "catalogue"}

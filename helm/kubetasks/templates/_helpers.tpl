@@ -63,6 +63,33 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-redis" (include "kubetasks.fullname" .)) .Values.redis.auth.existingSecret }}
 {{- end }}
 
+{{/*
+KUBETASKS_API_KEY from the API key Secret, when the API requires a key: the API's own, and that of
+the pods that call it with the key.
+*/}}
+{{- define "kubetasks.apiKeyEnv" -}}
+{{- if .Values.api.apiKey.enabled -}}
+- name: KUBETASKS_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "kubetasks.apiKeySecretName" . }}
+      key: {{ .Values.api.apiKey.existingSecretKey }}
+{{- end }}
+{{- end }}
+
+{{/* The API Service's URL for pods in the release. */}}
+{{- define "kubetasks.apiUrl" -}}
+{{- printf "http://%s-api:%v" (include "kubetasks.fullname" .) .Values.api.service.port }}
+{{- end }}
+
+{{/*
+The declared schedules' ConfigMap and Job. The Job controller puts a Job's name into its pods'
+labels, whose values have 63 characters at most: the full name is cut to leave room.
+*/}}
+{{- define "kubetasks.schedulesName" -}}
+{{- printf "%s-schedules" (include "kubetasks.fullname" . | trunc 53 | trimSuffix "-") }}
+{{- end }}
+
 {{- define "kubetasks.flowerSecretName" -}}
 {{- default (printf "%s-flower" (include "kubetasks.fullname" .)) .Values.flower.auth.existingSecret }}
 {{- end }}
@@ -267,6 +294,7 @@ imagePullSecrets:
 {{- fail "api.autoscaling.minReplicas must not exceed api.autoscaling.maxReplicas" }}
 {{- end }}
 {{- include "kubetasks.validateTimeLimits" . }}
+{{- include "kubetasks.validateSchedules" . }}
 {{- $names := list }}
 {{- range $pool := (include "kubetasks.worker.pools" . | fromJson).pools }}
 {{- if has $pool.name $names }}
@@ -315,6 +343,25 @@ to change: the pool's own (worker.pools[i].<key>) or the default it inherits (wo
 {{- /* KEDA names its HPA keda-hpa-<ScaledObject>, a DNS label: 63 - 9 characters are left. */}}
 {{- if and (eq (include "kubetasks.worker.autoscaler" (dict "ctx" .ctx "pool" $pool)) "keda") (gt (len $pool.resourceName) 54) }}
 {{- fail (printf "%sits ScaledObject would be named %s (%d characters), and KEDA accepts 54 at most (it names the HPA it makes keda-hpa-<name>, which must stay within 63): shorten the pool's name, the release name or fullnameOverride" $prefix $pool.resourceName (len $pool.resourceName)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Declared schedules (values `schedules`): only the scheduler fires them, and each name is one
+schedule, which a second entry of that name would overwrite at every upgrade. Whatever else a
+schedule needs (its task, arguments, cron expression, time zone) the API checks when the Job
+applies it.
+*/}}
+{{- define "kubetasks.validateSchedules" -}}
+{{- if and .Values.schedules (not .Values.scheduler.enabled) }}
+{{- fail (printf "schedules declares %d schedule(s), but scheduler.enabled is false and nothing would fire them: set scheduler.enabled=true, or empty schedules" (len .Values.schedules)) }}
+{{- end }}
+{{- $names := list }}
+{{- range .Values.schedules }}
+{{- if has .name $names }}
+{{- fail (printf "schedules: two are named %s; a name is one schedule, give each its own" .name) }}
+{{- end }}
+{{- $names = append $names .name }}
 {{- end }}
 {{- end }}
 
