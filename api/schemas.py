@@ -221,18 +221,8 @@ class SchedulePatch(Strict):
     catch_up_max: int | None = Field(default=None, ge=1, le=1000)
 
 
-class ScheduleView(BaseModel):
-    name: str
-    task: str
-    args: dict[str, Any]
-    queue: str
-    priority: int
-    cron: str | None
-    timezone: str
-    interval_seconds: float | None
-    paused: bool
-    misfire: Literal["skip", "catch_up"]
-    catch_up_max: int
+class ScheduleView(ScheduleBody):
+    queue: str = Field(description="The queue its runs go to.")
     next_run_at: datetime | None = Field(description="None while paused.")
     last_run_at: datetime | None = Field(description="The tick of the newest run.")
     last_task_id: str | None

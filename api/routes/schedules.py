@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -45,38 +46,17 @@ async def _checked(store: TaskStore, body: ScheduleBody, anchor_ms: int) -> Sche
         except CronSimError as exc:
             raise invalid((("body", "cron"), f"not a cron expression: {exc}")) from None
     _, queue = await checked_task(store, body.task, body.args, body.queue, field="task")
-    return Schedule(
-        name=body.name,
-        task=body.task,
-        args=body.args,
-        queue=queue,
-        priority=body.priority,
-        cron=body.cron,
-        timezone=body.timezone,
-        interval_seconds=body.interval_seconds,
-        paused=body.paused,
-        misfire=body.misfire,
-        catch_up_max=body.catch_up_max,
-        anchor_ms=anchor_ms,
-    )
+    return Schedule(**body.model_dump(exclude={"queue"}), queue=queue, anchor_ms=anchor_ms)
 
 
 def _view(schedule: Schedule, progress: Progress) -> ScheduleView:
     upcoming = None
     if not schedule.paused:
         upcoming = schedule.next_after(max(progress.through_ms, now_ms()))
+    fields = asdict(schedule)
+    del fields["anchor_ms"]
     return ScheduleView(
-        name=schedule.name,
-        task=schedule.task,
-        args=schedule.args,
-        queue=schedule.queue,
-        priority=schedule.priority,
-        cron=schedule.cron,
-        timezone=schedule.timezone,
-        interval_seconds=schedule.interval_seconds,
-        paused=schedule.paused,
-        misfire=schedule.misfire,
-        catch_up_max=schedule.catch_up_max,
+        **fields,
         next_run_at=_time(upcoming),
         last_run_at=_time(progress.last_run_ms),
         last_task_id=progress.last_task_id,
