@@ -42,7 +42,8 @@ class Scheduler:
                 log.warning("scheduler pass failed: %s", exc)
                 _not_leading()
             self.stopping.wait(self.settings.schedules_poll_seconds)
-        self._call_lease(0)  # a successor need not wait for the lease to expire
+        with contextlib.suppress(redis.RedisError):  # else it expires by itself
+            self._call_lease(0)  # a successor need not wait for the lease to expire
         _not_leading()
 
     def step(self) -> None:
@@ -50,6 +51,8 @@ class Scheduler:
             _not_leading()
             return
         metrics.LEADER.set(1)
+        # Set afresh each pass, so that a deleted or paused schedule leaves no series behind.
+        _drop_schedule_gauges()
         definitions = self.client.hgetall(records.SCHEDULES)
         progress = self.client.hgetall(records.SCHEDULE_RUNS)
         for raw in definitions.values():
@@ -59,12 +62,8 @@ class Scheduler:
 
     def _fire(self, schedule: Schedule, done: Progress) -> None:
         name = schedule.name
-        if schedule.paused:
-            with contextlib.suppress(KeyError):  # never had one
-                metrics.NEXT_RUN.remove(name)
-            return
         now = now_ms()
-        due = plan(schedule, done.through_ms, now)
+        due = None if schedule.paused else plan(schedule, done.through_ms, now)
         if due is not None:
             last_run, task_id, refused = done.last_run_ms, done.last_task_id, 0
             for tick in due.fire:
@@ -81,6 +80,8 @@ class Scheduler:
             self.client.hset(records.SCHEDULE_RUNS, name, done.to_json())
         if done.last_run_ms is not None:
             metrics.LAST_RUN.labels(name).set(done.last_run_ms / 1000)
+        if schedule.paused:
+            return
         upcoming = schedule.ticks_after(max(done.through_ms, now))
         following = [next(upcoming, None), next(upcoming, None)]
         if following[0] is not None:
@@ -128,5 +129,9 @@ def _not_leading() -> None:
     """Only the holder speaks for the schedules: a former holder's figures would go stale (and
     one cut off from Redis cannot know whether it still holds the lease)."""
     metrics.LEADER.set(0)
+    _drop_schedule_gauges()
+
+
+def _drop_schedule_gauges() -> None:
     for gauge in (metrics.LAST_RUN, metrics.NEXT_RUN, metrics.INTERVAL):
         gauge.clear()

@@ -14,6 +14,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
@@ -88,7 +89,7 @@ def test_a_schedule_is_created_listed_paused_changed_and_deleted(
     assert (again.status_code, again.json()["error"]) == (409, "schedule_exists")
 
     stack.start_worker()
-    stack.start_scheduler()
+    scheduler = stack.start_scheduler()
     resumed = api.patch("/schedules/tick", json={"paused": False}).json()
     assert resumed["next_run_at"] is not None
     wait_for(lambda: api.get("/schedules/tick").json()["last_task_id"], 10, "a first run")
@@ -103,7 +104,12 @@ def test_a_schedule_is_created_listed_paused_changed_and_deleted(
     assert bad.status_code == 422, bad.text
 
     assert [s["name"] for s in api.get("/schedules").json()["items"]] == ["tick"]
+    next_run = 'kubetasks_schedule_next_run_timestamp_seconds{schedule="tick"}'
+    assert scheduler.metrics_url
+    assert next_run in httpx.get(scheduler.metrics_url).text
     assert api.delete("/schedules/tick").status_code == 204
+    # A deleted schedule leaves no gauge behind (the late-schedule alert would fire on it).
+    wait_for(lambda: next_run not in httpx.get(str(scheduler.metrics_url)).text, 10, "no gauge")
     gone = api.get("/schedules/tick")
     assert (gone.status_code, gone.json()["error"]) == (404, "schedule_not_found")
 
