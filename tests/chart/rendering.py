@@ -117,6 +117,19 @@ def one(manifests: Iterable[Manifest], kind: str, name_suffix: str = "") -> Mani
     return found[0]
 
 
+# Pod fields a chart Job takes from the workload it serves (the catalogue Job from its pool's
+# workers, the schedules Job from the scheduler), compared by their tests.
+JOB_SHARED_POD_FIELDS = (
+    "serviceAccountName",
+    "automountServiceAccountToken",
+    "imagePullSecrets",
+    "securityContext",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+)
+
+
 def pod_spec(manifest: Manifest) -> dict[str, Any]:
     if manifest["kind"] == "Pod":
         return manifest["spec"]  # type: ignore[no-any-return]

@@ -13,6 +13,7 @@ import yaml
 
 from .rendering import (
     CHART_DIR,
+    JOB_SHARED_POD_FIELDS,
     KEDA_APIS,
     MONITORING_APIS,
     RELEASE,
@@ -24,16 +25,7 @@ from .rendering import (
 )
 
 SCALE_TO_ZERO = CHART_DIR / "ci" / "scale-to-zero-values.yaml"
-# What the Job's pod shares with the pool's workers, pod and container fields.
-SHARED_POD_FIELDS = (
-    "serviceAccountName",
-    "automountServiceAccountToken",
-    "imagePullSecrets",
-    "securityContext",
-    "nodeSelector",
-    "tolerations",
-    "affinity",
-)
+# The container fields the Job shares with the pool's workers (pod fields: JOB_SHARED_POD_FIELDS).
 SHARED_CONTAINER_FIELDS = ("image", "imagePullPolicy", "envFrom", "env", "securityContext")
 # A pool unlike worker:'s defaults in everything the Job must take from it.
 OWN_POOL: dict[str, Any] = {
@@ -97,7 +89,7 @@ def assert_publishes_as_the_pool(job: Manifest, pool: Manifest) -> None:
     [worker] = pod_spec(pool)["containers"]
     for field in SHARED_CONTAINER_FIELDS:
         assert container.get(field) == worker.get(field), field
-    for field in SHARED_POD_FIELDS:
+    for field in JOB_SHARED_POD_FIELDS:
         assert spec.get(field) == pod_spec(pool).get(field), field
     # Not the pool's component: its PodDisruptionBudget and PodMonitor select its workers by it.
     component = job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]

@@ -16,6 +16,7 @@ from api.schemas import ScheduleBody
 from .rendering import (
     CHART_DIR,
     CI_VALUES,
+    JOB_SHARED_POD_FIELDS,
     Manifest,
     by_kind,
     one,
@@ -27,16 +28,7 @@ from .rendering import (
 SCHEDULES = CHART_DIR / "ci" / "schedules-values.yaml"
 SCALE_TO_ZERO = CHART_DIR / "ci" / "scale-to-zero-values.yaml"
 HELM_DEFAULT_TIMEOUT = 300
-# What the Job's pod shares with the scheduler's, pod and container fields.
-SHARED_POD_FIELDS = (
-    "serviceAccountName",
-    "automountServiceAccountToken",
-    "imagePullSecrets",
-    "securityContext",
-    "nodeSelector",
-    "tolerations",
-    "affinity",
-)
+# The container fields the Job shares with the scheduler (pod fields: JOB_SHARED_POD_FIELDS).
 SHARED_CONTAINER_FIELDS = ("image", "imagePullPolicy", "securityContext")
 
 
@@ -111,7 +103,7 @@ def test_the_job_applies_them_through_the_api_service_from_the_api_image(tmp_pat
     assert container["image"] == "registry.example.com/kt-api:1.2.3"
     for field in SHARED_CONTAINER_FIELDS:
         assert container.get(field) == runs.get(field), field
-    for field in SHARED_POD_FIELDS:
+    for field in JOB_SHARED_POD_FIELDS:
         assert spec.get(field) == pod_spec(scheduler).get(field), field
     labels = job["spec"]["template"]["metadata"]["labels"]
     assert labels["team"] == "a"
