@@ -29,7 +29,7 @@ import redis
 
 from contracts import records
 from devstack.processes import Process, Stack
-from tests.test_reliability import kill_tree
+from tests.helpers import kill_tree
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(3600)]
 
