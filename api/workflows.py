@@ -37,6 +37,7 @@ from contracts import records, scripts
 from contracts.catalogue import TaskSpec
 from contracts.messages import build_message
 from contracts.records import TERMINAL_STATES, State, StepPart, WorkflowField, now_ms, step_field
+from contracts.scripts import Named
 from contracts.settings import Settings
 from contracts.submission import max_backlog
 
@@ -134,6 +135,58 @@ def _render(source: Source, results: dict[int, Any]) -> Any:
     return [_render(each, results) for each in source]
 
 
+def submit_call(
+    settings: Settings, planned: Plan, checked: list[tuple[TaskSpec, str]], now: int
+) -> tuple[str, list[str], dict[str, Named]]:
+    """The new workflow's id, its steps' task ids, and workflow_submit.lua's arguments."""
+    workflow_id = uuid.uuid4().hex
+    task_ids = [uuid.uuid4().hex for _ in planned.steps]
+    following: list[list[int]] = [[] for _ in planned.steps]
+    for n, step in enumerate(planned.steps):
+        for before in set(step.after):
+            following[before].append(n)
+    steps = []
+    for n, (step, (spec, queue)) in enumerate(zip(planned.steps, checked, strict=True)):
+        queue_list, message = build_message(
+            spec.name,
+            task_ids[n],
+            step.task.args,
+            queue=queue,
+            priority=step.task.priority,
+            retries=0,
+            published_at_ms=now,
+            version=spec.version,
+        )
+        takes = {"field": step.task.input, "from": step.takes}
+        steps.append(
+            {
+                "id": task_ids[n],
+                "name": spec.name,
+                "queue": queue,
+                "priority": step.task.priority,
+                "args": orjson.dumps(step.task.args).decode(),
+                "input": orjson.dumps(takes).decode() if step.task.input else "",
+                "next": orjson.dumps(sorted(following[n])).decode(),
+                "wait": len(set(step.after)),
+                "list": queue_list,
+                "message": message.decode(),
+            }
+        )
+    backlog = [
+        {"queue": q, "lists": records.queue_lists(q), "max": max_backlog(settings, q)}
+        for q in sorted({queue for _, queue in checked})
+    ]
+    named: dict[str, Named] = {
+        "id": workflow_id,
+        "now": now,
+        "steps": orjson.dumps(steps),
+        "result": orjson.dumps(planned.result),
+        "backlog": orjson.dumps(backlog),
+        "tombstone_ms": settings.tombstone_ttl_seconds * 1000,
+    }
+    return workflow_id, task_ids, named
+
+
 class WorkflowStore:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
@@ -146,53 +199,8 @@ class WorkflowStore:
     ) -> tuple[str, list[str]]:
         """Write the workflow (`checked`: each step's spec and queue); its id and its steps'
         task ids. BacklogFull when a queue a step goes to is full: nothing is written then."""
-        workflow_id = uuid.uuid4().hex
-        task_ids = [uuid.uuid4().hex for _ in planned.steps]
-        now = now_ms()
-        following: list[list[int]] = [[] for _ in planned.steps]
-        for n, step in enumerate(planned.steps):
-            for before in set(step.after):
-                following[before].append(n)
-        steps = []
-        for n, (step, (spec, queue)) in enumerate(zip(planned.steps, checked, strict=True)):
-            queue_list, message = build_message(
-                spec.name,
-                task_ids[n],
-                step.task.args,
-                queue=queue,
-                priority=step.task.priority,
-                retries=0,
-                published_at_ms=now,
-                version=spec.version,
-            )
-            takes = {"field": step.task.input, "from": step.takes}
-            steps.append(
-                {
-                    "id": task_ids[n],
-                    "name": spec.name,
-                    "queue": queue,
-                    "priority": step.task.priority,
-                    "args": orjson.dumps(step.task.args).decode(),
-                    "input": orjson.dumps(takes).decode() if step.task.input else "",
-                    "next": orjson.dumps(sorted(following[n])).decode(),
-                    "wait": len(set(step.after)),
-                    "list": queue_list,
-                    "message": message.decode(),
-                }
-            )
-        queues = sorted({queue for _, queue in checked})
-        backlog = [
-            {"queue": q, "lists": records.queue_lists(q), "max": max_backlog(self.settings, q)}
-            for q in queues
-        ]
-        keys, args = scripts.WORKFLOW_SUBMIT.bind(
-            id=workflow_id,
-            now=now,
-            steps=orjson.dumps(steps),
-            result=orjson.dumps(planned.result),
-            backlog=orjson.dumps(backlog),
-            tombstone_ms=self.settings.tombstone_ttl_seconds * 1000,
-        )
+        workflow_id, task_ids, named = submit_call(self.settings, planned, checked, now_ms())
+        keys, args = scripts.WORKFLOW_SUBMIT.bind(**named)
         outcome, *full = await self._submit(keys=keys, args=args)
         if outcome == b"full":
             queue, ready = full[0].decode(), int(full[1])
