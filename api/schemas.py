@@ -90,6 +90,7 @@ class TaskView(BaseModel):
     result: Any = None
     error: TaskError | None
     schedule: str | None = Field(default=None, description="The schedule that submitted it.")
+    workflow: str | None = Field(default=None, description="The workflow it is a step of.")
     # The seed's field names, so its clients keep working.
     task_status: State
     task_result: Any = None
@@ -123,6 +124,7 @@ class TaskView(BaseModel):
             result=result,
             error=error,
             schedule=r.get(F.SCHEDULE),
+            workflow=r.get(F.WORKFLOW),
             task_status=state,
             task_result=result if state == State.SUCCESS else (error.message if error else None),
         )

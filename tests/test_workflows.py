@@ -64,6 +64,7 @@ def test_a_chain_passes_each_result_to_the_next_step(api: ApiClient) -> None:
     # Each step is an ordinary task too, with the argument its predecessor gave it.
     last = api.task(submitted["task_ids"][2])
     assert (last["name"], last["result"], last["attempts"]) == ("add", 10, 1)
+    assert last["workflow"] == submitted["workflow_id"]
 
 
 def test_a_group_of_twenty_and_a_chord_callback_that_totals_them(api: ApiClient) -> None:
