@@ -14,7 +14,7 @@ help:
 	@echo "make run    start Redis, API (:8000), worker and Flower (:5555); Ctrl-C stops, twice kills"
 	@echo "make test   lint, type-check and run the whole test suite"
 	@echo "make lint   ruff and mypy only"
-	@echo "make soak   20,000 tasks while workers and Redis are killed (not in make test)"
+	@echo "make soak   20,000 tasks, workflows, a schedule; workers, scheduler, Redis killed (not in make test)"
 	@echo "make bench  the benchmarks of docs/benchmarks.md"
 	@echo "make lock   re-resolve requirements/*.in into the hash-pinned lock files"
 

@@ -27,6 +27,7 @@ REFRESH_SECONDS = 2.0
 MISS_REFRESH_SECONDS = 0.1
 
 Location = tuple[str | int, ...]
+FIELD_REQUIRED = "field required"
 
 
 class Catalogue:
@@ -73,7 +74,7 @@ class Catalogue:
             where: Location = tuple(error.instance_path)
             detail = error.kind.as_dict()
             if error.kind.name == "required":
-                found.append(((*where, detail["property"]), "field required"))
+                found.append(((*where, detail["property"]), FIELD_REQUIRED))
             elif error.kind.name == "additionalProperties":
                 found.extend(((*where, extra), "unknown field") for extra in detail["unexpected"])
             else:

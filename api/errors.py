@@ -35,8 +35,11 @@ from api.exceptions import (
     TaskExpired,
     TaskNotFound,
     Unauthorized,
+    WorkflowAlreadyEnded,
+    WorkflowExpired,
+    WorkflowNotFound,
 )
-from api.schemas import ErrorBody
+from api.schemas import UNION_TAGS, ErrorBody
 from contracts.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,8 +90,8 @@ class Answer:
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
-    # Drop FastAPI's location prefix and the union tag: body.generic.args.x -> args.x
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "seed", "generic")]
+    # Drop FastAPI's location prefix and the union tags: body.generic.args.x -> args.x
+    parts = [str(p) for p in loc if p not in ("body", "query", "path") and p not in UNION_TAGS]
     return ".".join(parts) or "body"
 
 
@@ -159,6 +162,12 @@ ANSWERS: dict[type[Exception] | int, Answer] = {
         "no schedule has this name",
         lambda exc, _: f"no schedule is named {exc.name!r}",
     ),
+    WorkflowNotFound: Answer(
+        404,
+        "workflow_not_found",
+        "no workflow with this id was submitted",
+        lambda exc, _: f"no workflow with id {exc.workflow_id!r} was submitted",
+    ),
     TaskAlreadyEnded: Answer(
         409,
         "task_finished",
@@ -175,6 +184,12 @@ ANSWERS: dict[type[Exception] | int, Answer] = {
         ),
         details=lambda exc: {"task_id": exc.task_id},
     ),
+    WorkflowAlreadyEnded: Answer(
+        409,
+        "workflow_finished",
+        "the workflow already succeeded or failed",
+        lambda exc, _: f"workflow {exc.workflow_id!r} already ended as {exc.state}",
+    ),
     ScheduleExists: Answer(
         409,
         "schedule_exists",
@@ -188,6 +203,15 @@ ANSWERS: dict[type[Exception] | int, Answer] = {
         lambda exc, settings: (
             f"task {exc.task_id!r} finished and its record expired (records are kept "
             f"{settings.record_ttl_seconds} s after a task ends)"
+        ),
+    ),
+    WorkflowExpired: Answer(
+        410,
+        "workflow_expired",
+        "the workflow ended and its record expired",
+        lambda exc, settings: (
+            f"workflow {exc.workflow_id!r} ended and its record expired (kept "
+            f"{settings.record_ttl_seconds} s after its last step ends)"
         ),
     ),
     BodyTooLarge: Answer(

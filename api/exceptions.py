@@ -60,6 +60,30 @@ class ScheduleExists(Exception):
         self.name = name
 
 
+class WorkflowNotFound(Exception):
+    """No workflow with this id was submitted (or its tombstone is gone too)."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(workflow_id)
+        self.workflow_id = workflow_id
+
+
+class WorkflowExpired(Exception):
+    """The workflow existed, but it ended and its record expired."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(workflow_id)
+        self.workflow_id = workflow_id
+
+
+class WorkflowAlreadyEnded(Exception):
+    """A cancel came after the workflow succeeded or failed."""
+
+    def __init__(self, workflow_id: str, state: str) -> None:
+        super().__init__(workflow_id, state)
+        self.workflow_id, self.state = workflow_id, state
+
+
 class BacklogFull(Exception):
     def __init__(self, queue: str, ready: int, limit: int) -> None:
         super().__init__(f"queue {queue!r} holds {ready} waiting tasks (limit {limit})")

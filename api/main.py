@@ -17,7 +17,7 @@ from api import errors
 from api.fastlane import FastLane
 from api.metrics import HttpMetrics
 from api.redis import connect
-from api.routes import catalogue, deadletters, health, queues, schedules, tasks
+from api.routes import catalogue, deadletters, health, queues, schedules, tasks, workflows
 from api.store import TaskStore
 from contracts.settings import Settings, get_settings
 
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         tasks.router,
         schedules.router,
+        workflows.router,
         queues.router,
         deadletters.router,
         catalogue.router,

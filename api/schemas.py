@@ -90,6 +90,7 @@ class TaskView(BaseModel):
     result: Any = None
     error: TaskError | None
     schedule: str | None = Field(default=None, description="The schedule that submitted it.")
+    workflow: str | None = Field(default=None, description="The workflow it is a step of.")
     # The seed's field names, so its clients keep working.
     task_status: State
     task_result: Any = None
@@ -123,6 +124,7 @@ class TaskView(BaseModel):
             result=result,
             error=error,
             schedule=r.get(F.SCHEDULE),
+            workflow=r.get(F.WORKFLOW),
             task_status=state,
             task_result=result if state == State.SUCCESS else (error.message if error else None),
         )
@@ -230,3 +232,108 @@ class ScheduleView(ScheduleBody):
 
 class ScheduleList(BaseModel):
     items: list[ScheduleView]
+
+
+# Workflows (api/workflows.py plans them; docs/workflows.md).
+MAX_WORKFLOW_DEPTH = 5  # chains, groups and chords inside one another
+ARGUMENT_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+
+
+class WorkflowTask(Strict):
+    task: str = Field(description="A task name from the catalogue (GET /catalogue).")
+    args: dict[str, Any] = Field(default_factory=dict, description="Checked against the task.")
+    queue: str | None = Field(default=None, description="Overrides the task's own queue.")
+    priority: int = Field(default=PRIORITY_MIN, ge=PRIORITY_MIN, le=PRIORITY_MAX)
+    input: str | None = Field(
+        default=None,
+        pattern=ARGUMENT_NAME,
+        description="The argument that takes the previous step's result (after a group, or as "
+        "a chord's callback: the list of its members' results). Leave it out of args.",
+    )
+
+
+class Chain(Strict):
+    chain: list[WorkflowNode] = Field(
+        min_length=1, description="One after another; a step that does not succeed stops it."
+    )
+
+
+class Group(Strict):
+    group: list[WorkflowNode] = Field(
+        min_length=1, description="Side by side; every member runs whatever the others do."
+    )
+
+
+class Chord(Strict):
+    chord: list[WorkflowNode] = Field(min_length=1, description="A group, then `then`.")
+    then: WorkflowNode = Field(description="Runs once every member succeeded.")
+
+
+# The key that tells each kind of node, and its union tag (which error locations leave out).
+_NODE_KINDS: dict[str, tuple[type[BaseModel], str]] = {
+    "task": (WorkflowTask, "task-node"),
+    "chain": (Chain, "chain-node"),
+    "group": (Group, "group-node"),
+    "chord": (Chord, "chord-node"),
+}
+
+
+def _node_kind(body: Any) -> str | None:
+    for key, (model, tag) in _NODE_KINDS.items():
+        if (key in body) if isinstance(body, dict) else isinstance(body, model):
+            return tag
+    return None
+
+
+WorkflowNode = Annotated[
+    Annotated[WorkflowTask, Tag("task-node")]
+    | Annotated[Chain, Tag("chain-node")]
+    | Annotated[Group, Tag("group-node")]
+    | Annotated[Chord, Tag("chord-node")],
+    Discriminator(
+        _node_kind,
+        custom_error_type="workflow_node",
+        custom_error_message="a step is an object with one of task, chain, group or chord",
+    ),
+]
+for _model in (Chain, Group, Chord):
+    _model.model_rebuild()
+UNION_TAGS = frozenset({"seed", "generic", *(tag for _, tag in _NODE_KINDS.values())})
+
+
+class WorkflowStep(BaseModel):
+    step: int = Field(description="Its index: steps are numbered in the order they were given.")
+    task_id: str
+    name: str
+    state: State
+    after: list[int] = Field(description="The steps it waits for.")
+
+
+class WorkflowView(BaseModel):
+    workflow_id: str
+    state: State = Field(description="STARTED once a step is no longer PENDING.")
+    submitted_at: datetime
+    finished_at: datetime | None
+    counts: dict[State, int] = Field(description="Steps per state.")
+    steps: list[WorkflowStep]
+    result: Any = Field(
+        default=None,
+        description="After a SUCCESS: the last step's result (a group's: the list of its "
+        "members' results).",
+    )
+
+
+class WorkflowSubmitted(BaseModel):
+    workflow_id: str
+    state: State
+    task_ids: list[str] = Field(description="Each step's task id, in step order.")
+
+
+class WorkflowPage(BaseModel):
+    items: list[WorkflowView]
+
+
+class WorkflowCancelled(BaseModel):
+    workflow_id: str
+    state: State
+    outcome: Literal["revoked"]

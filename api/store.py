@@ -20,6 +20,7 @@ from api.exceptions import (
     TaskNotFound,
 )
 from api.schedules import ScheduleStore
+from api.workflows import WorkflowStore
 from contracts import records, scripts
 from contracts.catalogue import TaskSpec
 from contracts.messages import message_for_record
@@ -98,6 +99,7 @@ class TaskStore:
         }
         self.catalogue = Catalogue(redis, settings)
         self.schedules = ScheduleStore(redis)
+        self.workflows = WorkflowStore(redis, settings)
 
     async def _call(self, script: Script, **named: Named) -> Any:
         keys, args = script.bind(**named)

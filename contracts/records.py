@@ -67,6 +67,9 @@ CATALOGUE_SEEN = "kt:catalogue:seen"
 SCHEDULES = "kt:schedules"
 SCHEDULE_RUNS = "kt:schedules:runs"
 SCHEDULER_LEASE = "kt:scheduler:lease"
+# Every workflow id, score = submit time (ms); entries older than the tombstone TTL are dropped at
+# the next submit. Like kt:tasks, it tells an expired workflow (410) from an unknown one (404).
+WORKFLOWS_INDEX = "kt:workflows"
 # kombu's Redis transport keeps unacknowledged messages here (its defaults; the worker refuses
 # transport options that would move them, see worker.broker).
 UNACKED = "unacked"
@@ -81,6 +84,13 @@ name_index = KeyTemplate("kt:tasks:name:{name}")
 name_state_index = KeyTemplate("kt:tasks:name:{name}:state:{state}")
 # The runs of a schedule (contracts.schedules), newest first like the other listings.
 schedule_index = KeyTemplate("kt:tasks:schedule:{schedule}")
+# A workflow (WorkflowField), and the messages of its steps that wait for earlier ones, by step.
+workflow_key = KeyTemplate("kt:workflow:{id}")
+workflow_messages_key = KeyTemplate("kt:workflow:{id}:messages")
+# A field of a workflow's hash that belongs to one step (`step` is its index, from 0).
+step_field = KeyTemplate("{step}:{part}")
+# How many of a workflow's steps ended in `state`.
+ended_field = KeyTemplate("ended:{state}")
 # Queue names and worker hostnames have no spaces; task ids may.
 inflight_entry = KeyTemplate("{queue} {worker} {id}")
 # Celery's own result, written for tasks a Celery producer queued itself (Field.CELERY_RESULT).
@@ -96,6 +106,7 @@ FIXED_KEYS = {
     "catalogue": CATALOGUE,
     "catalogue_started": CATALOGUE_STARTED,
     "catalogue_seen": CATALOGUE_SEEN,
+    "workflows": WORKFLOWS_INDEX,
     "unacked": UNACKED,
     "unacked_index": UNACKED_INDEX,
 }
@@ -107,6 +118,10 @@ KEY_TEMPLATES = {
     "name_index": name_index,
     "name_state_index": name_state_index,
     "schedule_index": schedule_index,
+    "workflow_key": workflow_key,
+    "workflow_messages_key": workflow_messages_key,
+    "step_field": step_field,
+    "ended_field": ended_field,
     "inflight_entry": inflight_entry,
     "celery_result_key": celery_result_key,
 }
@@ -157,6 +172,14 @@ class Field:
     TRACEBACK = "traceback"
     IDEMPOTENCY_KEY = "idempotency_key"
     SCHEDULE = "schedule"  # the schedule that submitted the task, if one did
+    WORKFLOW = "workflow"  # the workflow the task is a step of, if it is one
+    STEP = "step"  # and its index there
+    # A step that takes earlier steps' results: JSON {"field": argument, "from": where}, `where`
+    # a step index or a list of them, nested (contracts/lua/start.lua renders it at each start).
+    INPUT = "input"
+    # Set while the step waits for earlier steps: its message is in the workflow's, not queued
+    # (so the orphan reaper leaves it alone).
+    WAITING = "waiting"
     # Token of the last call that changed the record and cannot simply run twice: a call the
     # client re-sends after a timeout finds its own token and answers as it did the first time.
     CALL = "call"
@@ -165,8 +188,37 @@ class Field:
     CELERY_RESULT = "celery_result"
 
 
-FIELDS = {
-    name.lower(): value
-    for name, value in vars(Field).items()
-    if name.isupper() and isinstance(value, str)
-}
+class WorkflowField:
+    """Field names of a workflow's hash (workflow_key); a step's own fields are
+    step_field(index, StepPart.X)."""
+
+    STATE = "state"  # PENDING until its last step ends, then SUCCESS, FAILURE or REVOKED
+    SUBMITTED_AT = "submitted_at"
+    FINISHED_AT = "finished_at"
+    STEPS = "steps"  # how many
+    OPEN = "open"  # steps not ended yet
+    CANCELLED = "cancelled"  # set by a workflow cancel: it ends REVOKED
+    # What the workflow's result is made of: a step index or a nested list of them (like INPUT).
+    RESULT = "result"
+
+
+class StepPart:
+    ID = "id"  # the step's task id
+    NAME = "name"
+    NEXT = "next"  # JSON list of the steps that wait for this one
+    WAIT = "wait"  # how many earlier steps it still waits for
+    STATE = "state"  # set when it ends
+    RESULT = "result"  # its result (JSON), set when it succeeds
+
+
+def _names(kind: type) -> dict[str, str]:
+    return {
+        name.lower(): value
+        for name, value in vars(kind).items()
+        if name.isupper() and isinstance(value, str)
+    }
+
+
+FIELDS = _names(Field)
+WORKFLOW_FIELDS = _names(WorkflowField)
+STEP_PARTS = _names(StepPart)

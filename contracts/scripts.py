@@ -9,11 +9,11 @@ its keys and arguments on its first two lines,
     -- ARGV: id name now:n
 
 and is sent to Redis as: the prelude generated here from `contracts.records` and
-`contracts.messages` (the names of fields `F`, keys `K`, states `S`, headers `H`, and a function
-per key template), `_lib.lua` (the shared helpers), one generated line that unpacks KEYS and ARGV
-into the declared names (`:n` makes a number, `name...` takes the remaining keys), then the
-script itself. Callers pass keys and arguments by name (`Script.bind`): the order is written once,
-in the script's declaration.
+`contracts.messages` (the names of fields `F`, keys `K`, states `S`, headers `H`, a workflow's
+fields `W` and its steps' parts `P`, and a function per key template), `_lib.lua` (the shared
+helpers), one generated line that unpacks KEYS and ARGV into the declared names (`:n` makes a
+number, `name...` takes the remaining keys), then the script itself. Callers pass keys and
+arguments by name (`Script.bind`): the order is written once, in the script's declaration.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ from contracts.records import (
     FIXED_KEYS,
     KEY_TEMPLATES,
     PRIORITY_SEPARATOR,
+    STEP_PARTS,
     TERMINAL_STATES,
+    WORKFLOW_FIELDS,
     State,
     queue_lists,
 )
@@ -67,6 +69,8 @@ def _prelude() -> str:
         "  end})",
         "end",
         f"local F = {_table('field', FIELDS)}",
+        f"local W = {_table('workflow field', WORKFLOW_FIELDS)}",
+        f"local P = {_table('step part', STEP_PARTS)}",
         f"local K = {_table('key', FIXED_KEYS)}",
         f"local S = {_table('state', {s.value: s.value for s in State})}",
         f"local H = {_table('header', HEADERS)}",
@@ -187,9 +191,11 @@ ADOPT = load("adopt")
 RESTORE_DEAD = load("restore_dead")
 REGISTER = load("register")
 LEASE = load("lease")
+WORKFLOW_SUBMIT = load("workflow_submit")
+WORKFLOW_CANCEL = load("workflow_cancel")
 
 ALL = (
     SUBMIT, CANCEL, LIST, QUEUE_STATS, DEADLETTER_REQUEUE, DEADLETTER_DISCARD, START, PROGRESS,
     FINISH, ABANDON, RETRY, DEFER, REQUEUED, MOVE_DUE, REAP, TRIM, FETCH, ADOPT, RESTORE_DEAD,
-    REGISTER, LEASE,
+    REGISTER, LEASE, WORKFLOW_SUBMIT, WORKFLOW_CANCEL,
 )  # fmt: skip

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     show_tracebacks: bool = False
     cors_origins: list[str] = []
     retry_after_seconds: int = Field(default=2, ge=1)
+    # Most steps one workflow may have (POST /workflows answers 422 above).
+    workflow_max_steps: int = Field(default=500, ge=1, le=10_000)
     # Per-queue limit of waiting tasks past which submits get 429 (catalogue defaults).
     queue_max_backlog: dict[str, int] = {}
     # The value of a `release` label on the queue gauges (api/metrics.py), so the autoscalers can

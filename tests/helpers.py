@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -132,3 +135,11 @@ def programmatic_worker(
         wait_for(lambda: (state / "ready").exists() or not process.alive(), 30, f"{name} ready")
         assert process.alive(), process.output()[-3000:]
     return process
+
+
+def kill_tree(process: Process) -> None:
+    """SIGKILL a worker and its pool processes at once, as when a node or pod dies."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    for pid in [process.pid, *map(int, children)]:
+        os.kill(pid, signal.SIGKILL)
+    process.popen.wait(10)

@@ -24,6 +24,9 @@ from api.exceptions import (
     TaskExpired,
     TaskNotFound,
     Unauthorized,
+    WorkflowAlreadyEnded,
+    WorkflowExpired,
+    WorkflowNotFound,
 )
 from devstack.processes import Stack
 from tests.conftest import client_for
@@ -169,6 +172,10 @@ def test_every_row_of_the_error_table_is_answered_and_documented_as_it_says(
         api.wait_task(finished)
         expect(TaskAlreadyEnded, "DELETE", "/tasks/{task_id}", f"/tasks/{finished}")
         expect(TaskAlreadyEnded, "POST", "/tasks/{task_id}/cancel", f"/tasks/{finished}/cancel")
+        flow = api.post("/workflows", json={"chain": [{"task": "sleep", "args": {"seconds": 0}}]})
+        ended = f"/workflows/{flow.json()['workflow_id']}"
+        wait_for(lambda: api.get(ended).json()["state"] == "SUCCESS", 10, "the workflow to end")
+        expect(WorkflowAlreadyEnded, "POST", "/workflows/{workflow_id}/cancel", f"{ended}/cancel")
         worker.stop()
 
         expect(RequestValidationError, "POST", "/tasks", "/tasks", json={"name": "sleep"})
@@ -181,6 +188,7 @@ def test_every_row_of_the_error_table_is_answered_and_documented_as_it_says(
         expect(ScheduleNotFound, "GET", "/schedules/{name}", "/schedules/none")
         expect(ScheduleNotFound, "PATCH", "/schedules/{name}", "/schedules/none", json={})
         expect(ScheduleNotFound, "DELETE", "/schedules/{name}", "/schedules/none")
+        expect(WorkflowNotFound, "GET", "/workflows/{workflow_id}", f"/workflows/{UNKNOWN_ID}")
         hourly = {"name": "hourly", "task": "sleep", "args": {"seconds": 0}, "cron": "0 * * * *"}
         assert api.post("/schedules", json=hourly).status_code == 201
         expect(ScheduleExists, "POST", "/schedules", "/schedules", json=hourly)
@@ -209,6 +217,8 @@ def test_every_row_of_the_error_table_is_answered_and_documented_as_it_says(
             "the finished task's record to expire",
         )
         expect(TaskExpired, "GET", "/tasks/{task_id}", f"/tasks/{finished}")
+        wait_for(lambda: api.get(ended).status_code == 410, 10, "the workflow's record to expire")
+        expect(WorkflowExpired, "GET", "/workflows/{workflow_id}", ended)
 
         redis.stop(signal.SIGKILL)
         expect(redis_exceptions.RedisError, "POST", "/tasks", "/tasks", json={"type": 0})

@@ -9,7 +9,9 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+import uvloop
 
+from api.redis import connect
 from contracts.settings import Settings
 from devstack.processes import Stack
 from tests.chart.rendering import one, pod_spec, render
@@ -147,3 +149,26 @@ def test_a_redis_host_that_does_not_resolve_is_an_outage(make_stack: Callable[..
     records = WorkerRecords(Settings(redis_url=url), socket_timeout=0.5)
     with pytest.raises(RecordsUnavailable, match=UNRESOLVABLE_HOST):
         records.states(["0123456789abcdef0123456789abcdef"])
+
+
+def test_a_connection_redis_closed_reconnects_under_uvloop(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """uvloop answers a write to a closed socket with RuntimeError, not the OSError redis-py
+    turns into a ConnectionError and retries (MagicStack/uvloop#506): during a Redis restart
+    that was a 500. The API's client reconnects instead, as with asyncio's own loop."""
+    stack = make_stack()
+    stack.start_redis()
+
+    async def closed_under_the_client() -> bool:
+        client = connect(Settings(redis_url=stack.redis_url))
+        try:
+            await client.ping()
+            writer = client.connection_pool._available_connections[0]._writer
+            assert writer is not None
+            writer.transport.abort()  # as Redis restarting would
+            return bool(await client.ping())
+        finally:
+            await client.aclose()
+
+    assert uvloop.run(closed_under_the_client())

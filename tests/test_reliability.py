@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import redis
@@ -21,21 +20,13 @@ import redis
 from contracts import records
 from devstack.processes import ROOT, Process, Stack
 from tests.conftest import FAST_ENV, client_for
-from tests.helpers import ApiClient, programmatic_worker, sample, scrape, wait_for
+from tests.helpers import ApiClient, kill_tree, programmatic_worker, sample, scrape, wait_for
 
 # Short limits so the visibility timeout (and so redelivery after a crash) is seconds away.
 SHORT_VISIBILITY = {
     "KUBETASKS_TASK_TIME_LIMITS": '{"sleep": 8, "primes": 8, "flaky": 8, "thumbnail": 8}',
     "KUBETASKS_VISIBILITY_TIMEOUT_SECONDS": "13",
 }
-
-
-def kill_tree(process: Process) -> None:
-    """SIGKILL a worker and its pool processes at once, as when a node or pod dies."""
-    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-    for pid in [process.pid, *map(int, children)]:
-        os.kill(pid, signal.SIGKILL)
-    process.popen.wait(10)
 
 
 def test_sigterm_lets_a_running_task_finish_exactly_once(make_stack: Callable[..., Stack]) -> None:

@@ -160,6 +160,9 @@ class RecordedTask(Task):  # type: ignore[misc]
         )
         match decision:
             case Run():
+                if decision.input is not None:  # a workflow step: earlier steps' results
+                    field, value = decision.input
+                    args = {**args, field: value}
                 execution = Execution(req.id, tag, decision.attempt, req.retries or 0)
                 return self._measured(execution, args, queue, decision.priority)
             case Defer():

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import orjson
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import Script as RegisteredScript
@@ -47,6 +48,8 @@ class RecordScriptError(Exception):
 class Run:
     attempt: int
     priority: int
+    # A workflow step's argument that takes earlier steps' results: (name, value).
+    input: tuple[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ class WorkerRecords:
         # The hard time limit ends the execution by then; the lease must end before the
         # visibility timeout hands the message of a dead worker to another.
         lease_until = now + int(time_limit * 1000) + LEASE_GRACE_MS
-        outcome, detail, *priority = self._call(
+        outcome, detail, *rest = self._call(
             scripts.START,
             record=records.record_key(task_id),
             id=task_id,
@@ -143,9 +146,10 @@ class WorkerRecords:
         )
         match _str(outcome):
             case "run":
-                return Run(int(detail), int(priority[0]))
+                given = (_str(rest[1]), orjson.loads(rest[2])) if len(rest) == 3 else None
+                return Run(int(detail), int(rest[0]), given)
             case "defer":
-                return Defer(int(detail), int(priority[0]))
+                return Defer(int(detail), int(rest[0]))
             case "deadletter":
                 return DeadLetter(int(detail))
             case _:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import re
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import redis.exceptions
@@ -16,7 +14,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.types import Scope
 
-from api import metrics
+from api import events, metrics
+from api.catalogue import FIELD_REQUIRED, Location
 from api.deps import AUTHORIZED_RAISES, Authorized, StoreDep
 from api.errors import invalid, responses
 from api.exceptions import (
@@ -39,7 +38,7 @@ from api.schemas import (
 from api.store import TaskStore
 from contracts import records
 from contracts.catalogue import SEED_TASK, SEED_TASK_TYPES, TaskSpec
-from contracts.records import TERMINAL_STATES, State
+from contracts.records import State
 
 # Every route here takes parameters (FastAPI would document its own 422 shape otherwise).
 router = APIRouter(
@@ -50,8 +49,6 @@ router = APIRouter(
 )
 
 MAX_TASK_ID_LENGTH = 64
-EVENTS_POLL_SECONDS = 0.5
-EVENTS_KEEPALIVE_SECONDS = 15.0
 
 
 def _json(body: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -59,30 +56,42 @@ def _json(body: BaseModel, status: int = 200, headers: dict[str, str] | None = N
     return Response(body.model_dump_json(), status, headers, media_type="application/json")
 
 
-async def _known(store: TaskStore, name: str, field: str = "name") -> TaskSpec:
+async def _known(store: TaskStore, name: str, at: Location) -> TaskSpec:
     spec = await store.catalogue.find(name)
     if spec is None:
         known = (
             ", ".join(await store.catalogue.tasks())
             or "none yet (no worker has published its tasks)"
         )
-        raise invalid((("body", field), f"unknown task {name!r}; known: {known}"))
+        raise invalid((at, f"unknown task {name!r}; known: {known}"))
     return spec
 
 
 async def checked_task(
-    store: TaskStore, name: str, args: dict[str, Any], queue: str | None, *, field: str = "name"
+    store: TaskStore,
+    name: str,
+    args: dict[str, Any],
+    queue: str | None,
+    *,
+    at: Location = ("body",),
+    field: str = "name",
+    filled: str | None = None,
 ) -> tuple[TaskSpec, str]:
     """The task's spec and the queue its work goes to, once `args` and `queue` check out against
-    the catalogue (RequestValidationError naming `field`, `args.<field>` or `queue` else)."""
-    spec = await _known(store, name, field)
-    problems = store.catalogue.problems(spec, args)
+    the catalogue (RequestValidationError naming `field`, `args.<field>` or `queue` under `at`
+    else). `filled` names an argument an earlier workflow step fills in: it may be missing."""
+    spec = await _known(store, name, (*at, field))
+    problems = [
+        (where, why)
+        for where, why in store.catalogue.problems(spec, args)
+        if not (filled and where == (filled,) and why == FIELD_REQUIRED)
+    ]
     if problems:
-        raise invalid(*((("body", "args", *where), why) for where, why in problems))
+        raise invalid(*(((*at, "args", *where), why) for where, why in problems))
     queue = queue or spec.queue
     queues = await store.catalogue.queues()
     if queue not in queues:
-        raise invalid((("body", "queue"), f"unknown queue {queue!r}; known: {', '.join(queues)}"))
+        raise invalid(((*at, "queue"), f"unknown queue {queue!r}; known: {', '.join(queues)}"))
     return spec, queue
 
 
@@ -105,7 +114,7 @@ async def accept(store: TaskStore, body: SeedSubmit | TaskSubmit, scope: Scope) 
     """Queue a validated body; the 202 answer. Checks against the catalogue raise
     RequestValidationError before anything is written."""
     if isinstance(body, SeedSubmit):
-        spec = await _known(store, SEED_TASK)
+        spec = await _known(store, SEED_TASK, ("body", "name"))
         args: dict[str, Any] = {"seconds": SEED_TASK_TYPES[body.type], "note": ""}
         queue, priority, countdown, key = spec.queue, 0, 0.0, None
     else:
@@ -227,28 +236,4 @@ async def cancel_task(task_id: str, store: StoreDep) -> Cancelled:
 )
 async def task_events(task_id: str, store: StoreDep) -> StreamingResponse:
     first = await _view(store, task_id)  # 404/410 before streaming
-
-    async def stream() -> AsyncIterator[bytes]:
-        view, last, quiet = first, b"", 0.0
-        while True:
-            data = view.model_dump_json().encode()
-            if data != last:
-                yield b"event: task\ndata: " + data + b"\n\n"
-                last, quiet = data, 0.0
-            if view.state in TERMINAL_STATES:
-                return
-            if quiet >= EVENTS_KEEPALIVE_SECONDS:
-                yield b": keep-alive\n\n"
-                quiet = 0.0
-            await asyncio.sleep(EVENTS_POLL_SECONDS)
-            quiet += EVENTS_POLL_SECONDS
-            try:
-                view = await _view(store, task_id)
-            except (TaskNotFound, TaskExpired):
-                return
-
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return events.stream("task", first, lambda: _view(store, task_id), lambda v: v.state)

@@ -107,3 +107,85 @@ local function celery_result(ttl, id, status, now, result, error_type, error_mes
   redis.call('SET', key, meta, 'EX', ttl)
   redis.call('PUBLISH', key, meta)
 end
+
+-- Workflows (api/workflows.py plans them, docs/workflows.md tells the rules). A step is a task
+-- with a record of its own; its workflow moves on inside the same script that ends the step, so
+-- a process killed at any instant neither loses the next step nor queues it twice.
+
+-- Queue a step whose earlier steps all succeeded: the message the submit left in the workflow's
+-- keeping, stamped now (its wait starts now, and the reaper dates it from now).
+local function release(wf_id, step, now)
+  local messages = workflow_messages_key(wf_id)
+  local queued = redis.call('HGET', messages, step)
+  redis.call('HDEL', messages, step)
+  local id = redis.call('HGET', workflow_key(wf_id), step_field(step, P.id))
+  local record = record_key(id)
+  -- A step cancelled on its own while it waited stays so.
+  if not queued or redis.call('HGET', record, F.state) ~= S.PENDING then return end
+  local list, message = string.match(queued, '^([^\n]*)\n(.*)$')
+  redis.call('HDEL', record, F.waiting)
+  redis.call('HSET', record, F.queued_at, now)
+  redis.call('LPUSH', list, restamp(message, now))
+end
+
+local function end_workflow(wf_id, now, ttl)
+  local wf = workflow_key(wf_id)
+  local f = redis.call('HMGET', wf, W.cancelled, ended_field(S.FAILURE), ended_field(S.REVOKED))
+  local state = S.SUCCESS
+  if f[1] then state = S.REVOKED elseif f[2] then state = S.FAILURE elseif f[3] then
+    state = S.REVOKED
+  end
+  redis.call('HSET', wf, W.state, state, W.finished_at, now)
+  redis.call('EXPIRE', wf, ttl)
+  redis.call('DEL', workflow_messages_key(wf_id))
+end
+
+-- Step `step` of workflow `wf_id` ended in `state` (`result`, JSON, for a SUCCESS): the steps
+-- it was the last one holding back are queued; if it did not succeed, every step after it is
+-- revoked unrun (a chain stops; a group's other members run on); the last step to end ends the
+-- workflow. A step that ends twice (a dead letter requeued after its workflow ended runs
+-- alone) and a workflow that is gone change nothing.
+local function step_ended(wf_id, step, state, result, now, ttl)
+  local wf = workflow_key(wf_id)
+  local f = redis.call('HMGET', wf, W.steps, step_field(step, P.state), step_field(step, P.next))
+  if not f[1] or f[2] then return end
+  redis.call('HSET', wf, step_field(step, P.state), state)
+  redis.call('HINCRBY', wf, ended_field(state), 1)
+  if state == S.SUCCESS then
+    redis.call('HSET', wf, step_field(step, P.result), result)
+    for _, n in ipairs(cjson.decode(f[3])) do
+      if redis.call('HINCRBY', wf, step_field(n, P.wait), -1) == 0 then release(wf_id, n, now) end
+    end
+  else
+    for _, n in ipairs(cjson.decode(f[3])) do
+      local id = redis.call('HGET', wf, step_field(n, P.id))
+      local record = record_key(id)
+      local later = redis.call('HGET', record, F.state)
+      if later and not TERMINAL[later] then
+        set_state(record, id, S.REVOKED)
+        redis.call('HSET', record, F.finished_at, now, F.error_type, 'NotRun', F.error_message,
+          'step ' .. step .. ' of its workflow, which it waited for, ended ' .. state)
+        redis.call('HDEL', record, F.waiting)
+        redis.call('EXPIRE', record, ttl)
+        redis.call('HDEL', workflow_messages_key(wf_id), n)
+        step_ended(wf_id, n, S.REVOKED, nil, now, ttl)
+      end
+    end
+  end
+  if redis.call('HINCRBY', wf, W.open, -1) == 0 then end_workflow(wf_id, now, ttl) end
+end
+
+-- Revoke a waiting or running task (a running one's worker stops it: worker/cancellation.py),
+-- with its workflow step; returns the state it was in.
+local function revoke(record, id, now, ttl)
+  local old = set_state(record, id, S.REVOKED)
+  redis.call('HSET', record, F.finished_at, now)
+  redis.call('HDEL', record, F.lease_until, F.waiting)
+  redis.call('EXPIRE', record, ttl)
+  redis.call('ZREM', K.delayed, id)
+  redis.call('HDEL', K.delayed_messages, id)
+  local f = redis.call('HMGET', record, F.celery_result, F.workflow, F.step)
+  celery_result(f[1], id, S.REVOKED, now, nil, 'TaskRevokedError', 'cancelled')
+  if f[2] then step_ended(f[2], f[3], S.REVOKED, nil, now, ttl) end
+  return old
+end

@@ -15,6 +15,7 @@ redis.call('HSET', record, F.state, S.FAILURE, F.finished_at, now, F.error_type,
   F.error_message, error_message)
 redis.call('HDEL', record, F.lease_until, F.call)
 redis.call('EXPIRE', record, ttl)
-celery_result(redis.call('HGET', record, F.celery_result), id, S.FAILURE, now, nil, error_type,
-  error_message)
+local w = redis.call('HMGET', record, F.celery_result, F.workflow, F.step)
+celery_result(w[1], id, S.FAILURE, now, nil, error_type, error_message)
+if w[2] then step_ended(w[2], w[3], S.FAILURE, nil, now, ttl) end
 return state

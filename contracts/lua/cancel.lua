@@ -9,12 +9,4 @@ if not state then
 end
 if state == S.REVOKED then return {'revoked', state} end
 if TERMINAL[state] then return {'terminal', state} end
-set_state(record, id, S.REVOKED)
-redis.call('HSET', record, F.finished_at, now)
-redis.call('HDEL', record, F.lease_until)
-redis.call('EXPIRE', record, ttl)
-redis.call('ZREM', K.delayed, id)
-redis.call('HDEL', K.delayed_messages, id)
-celery_result(redis.call('HGET', record, F.celery_result), id, S.REVOKED, now, nil,
-  'TaskRevokedError', 'cancelled')
-return {'revoked', state}
+return {'revoked', revoke(record, id, now, ttl)}

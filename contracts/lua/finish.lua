@@ -6,9 +6,11 @@
 -- redelivered, and for a success the worker's main process saves its own round trip
 -- (worker/broker.py). A delivery that does not hold the lease (cancelled, superseded) is
 -- acknowledged too and its record left as it is: Celery would acknowledge it anyway (Ignore).
--- Sent twice (a client timeout), the second finds the state the first left, and says so.
+-- Sent twice (a client timeout), the second finds the state the first left, and says so. A
+-- workflow step's end moves its workflow on here too (step_ended).
 ack(tag)
-local f = redis.call('HMGET', record, F.state, F.tag, F.name, F.submitted_at, F.celery_result)
+local f = redis.call('HMGET', record, F.state, F.tag, F.name, F.submitted_at, F.celery_result,
+  F.workflow, F.step)
 if f[1] ~= S.STARTED or f[2] ~= tag then return f[1] or 'missing' end
 reindex(id, f[3], f[4], S.STARTED, state)
 if state == S.SUCCESS then
@@ -23,4 +25,5 @@ else
 end
 redis.call('EXPIRE', record, ttl)
 celery_result(f[5], id, state, now, result, error_type, error_message)
+if f[6] then step_ended(f[6], f[7], state, result, now, ttl) end
 return state

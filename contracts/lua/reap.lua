@@ -7,8 +7,9 @@
 -- (lists are FIFO, but publish stamps of concurrent submits, and of API pods with skewed
 -- clocks, are not strictly in list order). A copy queued although the original was still
 -- there is harmless: start.lua runs a task once.
-local f = redis.call('HMGET', record, F.state, F.submitted_at, F.due_at, F.queued_at)
+local f = redis.call('HMGET', record, F.state, F.submitted_at, F.due_at, F.queued_at, F.waiting)
 if f[1] ~= S.PENDING and f[1] ~= S.RETRY then return 'not-waiting' end
+if f[5] then return 'step-waits' end  -- a workflow step, queued when its earlier steps end
 -- Since when the current message can have been in its list.
 local since = math.max(tonumber(f[2]), tonumber(f[3] or '0'), tonumber(f[4] or '0'))
 if since > now - orphan_after_ms then return 'recent' end

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -163,6 +164,44 @@ def test_the_page_lists_schedules_with_their_next_run(page: Page, api: ApiClient
         expect(page.locator('[data-testid="schedules-empty"]')).to_be_hidden()
     finally:
         api.delete("/schedules/nightly-report")
+
+
+def test_the_page_shows_a_workflows_steps_by_level_until_it_succeeds(
+    page: Page, api: ApiClient
+) -> None:
+    def plus(b: int) -> dict[str, Any]:
+        """An `add` step that takes the previous step's result as `a`."""
+        return {"task": "add", "args": {"b": b}, "input": "a"}
+
+    # 1 + 2, + 3, then 7, 8 and 9 side by side, totalled: 24.
+    chord = {"chord": [plus(1), plus(2), plus(3)], "then": {"task": "total", "input": "numbers"}}
+    body = {"chain": [{"task": "add", "args": {"a": 1, "b": 2}}, plus(3), chord]}
+    open_page(page)
+    # Submitted after the page loaded: it shows up through the page's own refresh.
+    response = api.post("/workflows", json=body)
+    assert response.status_code == 202, response.text
+    workflow_id = response.json()["workflow_id"]
+
+    item = page.locator(f'[data-testid="workflows-list"] li[data-workflow-id="{workflow_id}"]')
+    expect(item).to_have_count(1, timeout=10 * MS)
+    item.locator("summary").click()
+    steps = item.locator("li[data-step]")
+    expect(steps).to_have_count(6)
+    expect(steps.locator('[data-field="name"]')).to_have_text(["add"] * 5 + ["total"])
+    levels = steps.evaluate_all(
+        "steps => steps.map(s => Number(s.closest('[data-level]').dataset.level))"
+    )
+    assert levels == [1, 2, 3, 3, 3, 4]  # the callback a level after its members
+    expect(item.locator('li[data-level="4"] .level-name')).to_have_text("Level 4")
+    expect(steps.nth(5).locator('[data-field="after"]')).to_have_text("after #2, #3, #4")
+
+    state = item.locator('summary [data-field="state"]')
+    expect(state).to_have_text("SUCCESS", timeout=30 * MS)
+    expect(state).to_have_attribute("data-state", "SUCCESS")
+    expect(steps.locator('[data-field="state"]')).to_have_text(["SUCCESS"] * 6)
+    expect(item.locator('[data-field="counts"]')).to_have_text("6 steps: 6 SUCCESS")
+    expect(item.locator('[data-field="result"]')).to_have_text("Result: 24")
+    expect(page.get_by_test_id("workflows-empty")).to_be_hidden()
 
 
 def test_cancel_from_the_page_revokes_the_task(page: Page, api: ApiClient) -> None:

@@ -1,6 +1,8 @@
-"""Soak (`make soak`, not in `make test`): 20,000 mixed tasks while workers are killed or scaled
-down every few seconds and Redis is killed and restarted once. Every task must end, none may
-complete twice, and extra executions must be explained by the interruptions. A task running on
+"""Soak (`make soak`, not in `make test`): 20,000 mixed tasks and 200 workflows while workers are
+killed or scaled down every few seconds, Redis is killed and restarted once and so is the
+scheduler firing a schedule every second. Every task and every workflow step must end, none may
+complete twice, extra executions must be explained by the interruptions, every workflow must
+end with its result, and the schedule must have run once per tick, none missed. A task running on
 a SIGKILLed worker starts again once that worker's heartbeat is older than the max age (5 s
 here), long before the visibility timeout (60 s here): the report gives that recovery time.
 
@@ -29,11 +31,13 @@ import redis
 
 from contracts import records
 from devstack.processes import Process, Stack
-from tests.test_reliability import kill_tree
+from tests.helpers import kill_tree
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(3600)]
 
 TASKS = int(os.environ.get("SOAK_TASKS", "20000"))
+WORKFLOW_EVERY = 100  # one workflow per this many tasks
+MIXED = ("sleep", "primes", "flaky")  # the tasks' names (workflow steps and schedule runs: add)
 CHAOS_EVERY_SECONDS = float(os.environ.get("SOAK_CHAOS_EVERY", "4"))
 WORKERS = 2
 SOAK_ENV = {
@@ -63,13 +67,35 @@ def mixed_body(i: int) -> dict[str, Any]:
     return {**task, "idempotency_key": f"soak-{i}"}
 
 
+def workflow_body(i: int) -> dict[str, Any]:
+    """A chain (i + 1) + 1, then a chord of three adds of that, totalled: 3 * (i + 2) + 3."""
+    previous = {"task": "add", "args": {"b": 1}, "input": "a"}
+    return {
+        "chain": [
+            {"task": "add", "args": {"a": i, "b": 1}},
+            previous,
+            {"chord": [previous] * 3, "then": {"task": "total", "input": "numbers"}},
+        ]
+    }
+
+
+def workflow_result(i: int) -> int:
+    return 3 * (i + 3)
+
+
 class Chaos:
     """Every few seconds: SIGKILL a worker tree or SIGTERM it (scale-down), then replace it;
-    once, when half the tasks are submitted, SIGKILL Redis and restart it on its AOF."""
+    once, when half the tasks are submitted, SIGKILL Redis and restart it on its AOF; once, a
+    quarter in, SIGKILL the scheduler and start another (it takes the lease when the dead one's
+    expires, and fires the ticks missed meanwhile)."""
 
-    def __init__(self, stack: Stack, workers: list[Process], redis_process: Process) -> None:
+    def __init__(
+        self, stack: Stack, workers: list[Process], redis_process: Process, scheduler: Process
+    ) -> None:
         self.stack, self.workers, self.redis = stack, workers, redis_process
-        self.kills = self.terms = self.redis_restarts = 0
+        self.scheduler = scheduler
+        self.kills = self.terms = self.redis_restarts = self.scheduler_restarts = 0
+        self.scheduler_due = threading.Event()
         self.stop = threading.Event()
         self.redis_due = threading.Event()
         self.names = (f"w{n}" for n in itertools.count(WORKERS))
@@ -94,6 +120,12 @@ class Chaos:
 
     def run(self) -> None:
         while not self.stop.wait(CHAOS_EVERY_SECONDS):
+            if self.scheduler_due.is_set() and not self.scheduler_restarts:
+                self.scheduler.stop(signal.SIGKILL)
+                self.stack.processes.remove(self.scheduler)
+                self.scheduler = self.stack.start_scheduler("scheduler-2", timeout=60)
+                self.scheduler_restarts += 1
+                continue
             if self.redis_due.is_set() and not self.redis_restarts:
                 self.redis.stop(signal.SIGKILL)
                 self.stack.processes.remove(self.redis)
@@ -135,30 +167,77 @@ def recovery_seconds(client: redis.Redis, interrupted: list[tuple[str, float]]) 
     }
 
 
-def submit_all(api_url: str, chaos: Chaos) -> list[str]:
-    """Submit every task, retrying through the Redis outage; idempotency keys make retries safe."""
+def submit_all(api_url: str, chaos: Chaos) -> tuple[list[str], dict[int, str]]:
+    """Submit every task, and a workflow every WORKFLOW_EVERY tasks, retrying through the Redis
+    outage; idempotency keys make a task's retries safe. A workflow has no key: one whose first
+    sending was written although its answer was lost runs beside its retry, not counted here."""
     local = threading.local()
+    workflows: dict[int, str] = {}
 
-    def submit(i: int) -> str:
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
         if not hasattr(local, "client"):
             local.client = httpx.Client(base_url=api_url, timeout=5)
-        if i == TASKS // 2:
-            chaos.redis_due.set()
         for _ in range(600):
             try:
-                response = local.client.post("/tasks", json=mixed_body(i))
+                response = local.client.post(path, json=body)
             except httpx.TransportError:
                 time.sleep(0.2)
                 continue
             if response.status_code == 202:
-                task_id: str = response.json()["task_id"]
-                return task_id
+                answer: dict[str, Any] = response.json()
+                return answer
             assert response.status_code == 503, response.text
             time.sleep(0.2)
-        raise AssertionError(f"task {i} could not be submitted")
+        raise AssertionError(f"{body} could not be submitted")
+
+    def submit(i: int) -> str:
+        if i == TASKS // 4:
+            chaos.scheduler_due.set()
+        if i == TASKS // 2:
+            chaos.redis_due.set()
+        if i % WORKFLOW_EVERY == 0:
+            workflows[i] = post("/workflows", workflow_body(i))["workflow_id"]
+        task_id: str = post("/tasks", mixed_body(i))["task_id"]
+        return task_id
 
     with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(submit, range(TASKS)))
+        return list(pool.map(submit, range(TASKS))), workflows
+
+
+def check_workflows(api_url: str, workflows: dict[int, str]) -> Counter[str]:
+    """Each workflow's state, after asserting each one that succeeded has its result and each
+    of its steps succeeded once."""
+    outcome: Counter[str] = Counter()
+    with httpx.Client(base_url=api_url, timeout=10) as api:
+        for i, workflow_id in workflows.items():
+            view = api.get(f"/workflows/{workflow_id}").json()
+            outcome[view["state"]] += 1
+            if view["state"] == "SUCCESS":
+                assert view["result"] == workflow_result(i), view
+                assert view["counts"]["SUCCESS"] == len(view["steps"]), view
+    return outcome
+
+
+def schedule_runs(client: redis.Redis, name: str) -> dict[str, Any]:
+    """The schedule's runs: how many, their states, and the ticks between the first and the
+    last that have no run (missed) or more than one (fired twice)."""
+    ids = [
+        i.decode()
+        for i in client.zrange(records.schedule_index(name), 0, -1)
+        if isinstance(i, bytes)
+    ]
+    with client.pipeline(transaction=False) as pipe:
+        for task_id in ids:
+            pipe.hmget(records.record_key(task_id), "state", "idempotency_key")
+        rows = pipe.execute()
+    ticks = Counter(int(key.decode().rsplit(":", 1)[1]) for _, key in rows if key)
+    first, last = min(ticks), max(ticks)
+    return {
+        "runs": len(ids),
+        "states": dict(Counter(state.decode() if state else "MISSING" for state, _ in rows)),
+        "ticks_missed": sum(1 for t in range(first, last + 1, 1000) if t not in ticks),
+        "ticks_fired_twice": sum(1 for n in ticks.values() if n > 1),
+    }
 
 
 def test_soak(make_stack: Callable[..., Stack], tmp_path: Path) -> None:
@@ -166,15 +245,21 @@ def test_soak(make_stack: Callable[..., Stack], tmp_path: Path) -> None:
     redis_process = stack.start_redis(appendonly=True)
     stack.start_api()
     workers = [stack.start_worker(f"w{n}") for n in range(WORKERS)]
-    chaos = Chaos(stack, workers, redis_process)
+    every_second = {"name": "soak", "task": "add", "args": {"a": 1, "b": 1}, "interval_seconds": 1}
+    assert httpx.post(f"{stack.api_url}/schedules", json=every_second).status_code == 201
+    chaos = Chaos(stack, workers, redis_process, stack.start_scheduler())
     chaos_thread = threading.Thread(target=chaos.run, daemon=True)
     started = time.monotonic()
     chaos_thread.start()
-    ids = submit_all(stack.api_url, chaos)
+    ids, workflows = submit_all(stack.api_url, chaos)
     submitted_in = time.monotonic() - started
 
     client = redis.Redis.from_url(stack.redis_url, socket_timeout=10)
-    terminal_keys = [records.state_index(s) for s in ("SUCCESS", "FAILURE", "REVOKED")]
+    terminal_keys = [
+        records.name_state_index(name, state)
+        for name in MIXED
+        for state in ("SUCCESS", "FAILURE", "REVOKED")
+    ]
 
     def ended() -> int:
         try:
@@ -182,12 +267,22 @@ def test_soak(make_stack: Callable[..., Stack], tmp_path: Path) -> None:
         except redis.RedisError:
             return 0
 
+    def workflows_open() -> int:
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                for workflow_id in workflows.values():
+                    pipe.hget(records.workflow_key(workflow_id), records.WorkflowField.FINISHED_AT)
+                return sum(1 for finished in pipe.execute() if finished is None)
+        except redis.RedisError:
+            return len(workflows)
+
     deadline = time.monotonic() + 1800
-    while ended() < TASKS and time.monotonic() < deadline:
+    while (ended() < TASKS or workflows_open()) and time.monotonic() < deadline:
         time.sleep(1)
     chaos.stop.set()
     chaos_thread.join(120)
     drained_in = time.monotonic() - started
+    chaos.scheduler.stop()  # its last runs may still be queued: they are not counted below
 
     with client.pipeline(transaction=False) as pipe:
         for task_id in ids:
@@ -200,6 +295,8 @@ def test_soak(make_stack: Callable[..., Stack], tmp_path: Path) -> None:
     successes = Counter(match.group(1) for text in logs for match in SUCCEEDED.finditer(text))
     reaped = sum(int(match.group(1)) for text in logs for match in REAPED.finditer(text))
     completed_twice = sorted(task_id for task_id, n in successes.items() if n > 1)
+    workflow_states = check_workflows(stack.api_url, workflows)
+    schedule = schedule_runs(client, "soak")
     report = {
         "tasks": TASKS,
         "distinct_ids": len(set(ids)),
@@ -213,6 +310,10 @@ def test_soak(make_stack: Callable[..., Stack], tmp_path: Path) -> None:
         "queued_again_by_the_orphan_reaper": reaped,
         "killed_while_running": len(chaos.interrupted),
         "restarted_after_kill_seconds": recovery,
+        "workflows": len(workflows),
+        "workflow_states": dict(workflow_states),
+        "scheduler_restarts": chaos.scheduler_restarts,
+        "schedule": schedule,
         "submitted_in_seconds": round(submitted_in, 1),
         "all_ended_in_seconds": round(drained_in, 1),
     }
@@ -224,6 +325,10 @@ def test_soak(make_stack: Callable[..., Stack], tmp_path: Path) -> None:
     assert states["SUCCESS"] == TASKS, states
     assert not completed_twice, completed_twice[:10]
     assert chaos.redis_restarts == 1
+    assert workflow_states == {"SUCCESS": len(workflows)}, workflow_states
+    assert chaos.scheduler_restarts == 1
+    assert schedule["ticks_missed"] == schedule["ticks_fired_twice"] == 0, schedule
+    assert schedule["runs"] >= drained_in - 30, schedule  # one a second, the end's slack
     # At least once: only an execution that a kill or a scale-down interrupted runs again,
     # each interruption hits at most the pool of one worker (2 processes), and the Redis kill
     # at most every pool at once.
