@@ -38,7 +38,7 @@ def _guarded_routes() -> list[tuple[str, str]]:
     ]
 
 
-def test_the_guarded_routes_are_every_task_schedule_queue_and_dead_letter_route() -> None:
+def test_the_guarded_routes_are_every_task_workflow_schedule_queue_and_dead_letter_route() -> None:
     assert set(_guarded_routes()) == {
         ("POST", "/tasks"), ("GET", "/tasks"), ("GET", f"/tasks/{TASK_ID}"),
         ("DELETE", f"/tasks/{TASK_ID}"), ("POST", f"/tasks/{TASK_ID}/cancel"),
@@ -46,6 +46,9 @@ def test_the_guarded_routes_are_every_task_schedule_queue_and_dead_letter_route(
         ("POST", f"/deadletters/{TASK_ID}/requeue"), ("DELETE", f"/deadletters/{TASK_ID}"),
         ("POST", "/schedules"), ("GET", "/schedules"), ("GET", f"/schedules/{TASK_ID}"),
         ("PATCH", f"/schedules/{TASK_ID}"), ("DELETE", f"/schedules/{TASK_ID}"),
+        ("POST", "/workflows"), ("GET", "/workflows"), ("GET", f"/workflows/{TASK_ID}"),
+        ("GET", f"/workflows/{TASK_ID}/events"), ("POST", f"/workflows/{TASK_ID}/cancel"),
+        ("DELETE", f"/workflows/{TASK_ID}"),
     }  # fmt: skip
 
 
@@ -97,7 +100,7 @@ def test_the_catalogue_lists_every_task_as_the_catalogue_defines_it(api: ApiClie
             "name": name,
             "queue": spec.queue,
             "description": spec.description,
-            "time_limit_seconds": limits[name],
+            "time_limit_seconds": limits.get(name, spec.time_limit_seconds),
             "max_retries": spec.retry.max_retries if spec.retry else 0,
             "args_schema": spec.args_schema,
         }

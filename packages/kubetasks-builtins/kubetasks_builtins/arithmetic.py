@@ -11,13 +11,13 @@ from pydantic import Field
 Number = int | Annotated[float, Field(allow_inf_nan=False)]  # integers stay integers
 
 
-@kubetasks.task(queue="default", time_limit=10)
+@kubetasks.task(queue="default", time_limit=5)
 def add(a: Number, b: Number) -> object:
     """Returns a + b."""
     return a + b
 
 
-@kubetasks.task(queue="default", time_limit=10)
+@kubetasks.task(queue="default", time_limit=5)
 def total(
     numbers: Annotated[list[Number], Field(max_length=10_000, description="What to add up.")],
 ) -> object:
