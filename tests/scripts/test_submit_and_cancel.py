@@ -148,7 +148,7 @@ def test_cancel_tells_an_expired_task_from_one_never_submitted(r: redis.Redis) -
 
 
 def test_each_change_is_published_with_the_record_and_its_version(r: redis.Redis) -> None:
-    listener = r.pubsub()
+    listener = r.pubsub()  # type: ignore[no-untyped-call]
     listener.subscribe(records.EVENTS_CHANNEL)
     assert listener.get_message(timeout=5)["type"] == "subscribe"  # in effect from here
     submit(r)
