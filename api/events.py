@@ -153,6 +153,9 @@ class Hub:
                         return
             except (RedisError, OSError, RuntimeError) as exc:
                 self._subscribed.clear()
+                if not self._count:  # nobody to resubscribe for: the next stream will
+                    self._listener = None
+                    return
                 log.warning("record changes: subscription lost (%s); resubscribing", exc)
                 await asyncio.sleep(RECONNECT_SECONDS)
             finally:
