@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import pytest
 import redis
 
 from devstack.processes import Stack
@@ -124,6 +125,24 @@ def test_a_filtered_stream_sees_the_tasks_that_change_into_a_state(api: ApiClien
     wait_for(lambda: any(d["task_id"] == task_id for _, d in collector.seen), 10, "the success")
     event = next(d for _, d in collector.seen if d["task_id"] == task_id)
     assert (event["state"], event["result"]) == ("SUCCESS", 5)
+
+
+@pytest.mark.parametrize(
+    ("params", "why"),
+    [
+        ({"ids": ""}, "give 1 to 200 task ids"),
+        ({"ids": ",".join(str(n) for n in range(201))}, "give 1 to 200 task ids"),
+        ({"ids": "x" * 65}, "at most 64 characters"),
+        ({"ids": "a", "state": "SUCCESS"}, "not with state or name"),
+        ({"state": "DONE"}, "Input should be"),
+    ],
+)
+def test_bad_event_stream_parameters_are_422s(
+    api: ApiClient, params: dict[str, str], why: str
+) -> None:
+    response = api.get("/events", params=params)
+    assert response.status_code == 422, response.text
+    assert why in response.json()["message"]
 
 
 def test_the_stream_cap_answers_503_and_leaves_the_others_streaming(
