@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +36,8 @@ CHROMIUM_ARGS = [
 LOCAL_HOSTS = {"127.0.0.1"}
 XSS = '<img src=x onerror="window.__xss=1">'
 MS = 1000
+# What the page may request about one task: its record, or its own event stream.
+ONE_TASK_PATH = re.compile(r"/tasks/[^/]+(/events)?")
 
 
 @pytest.fixture(scope="module")
@@ -309,3 +313,69 @@ def test_api_key_is_asked_for_and_sent(browser: Browser, make_stack: Callable[..
         expect(status).not_to_have_attribute("data-kind", "error")
     finally:
         context.close()
+
+
+def test_fifty_tasks_are_followed_through_one_stream_without_polling(page: Page) -> None:
+    """50 tasks submitted from the page in a burst: all reach SUCCESS through one event stream
+    (GET /events?ids=...), with no request about any one task. The rows are the page's own:
+    it lists the tasks it loaded at start and the ones submitted from it. Its buttons submit
+    sleeps of 10 to 30 s, so each POST body is swapped for a sleep of 0.5 to 2 s here."""
+    sleeps = [(0.5, 0.8, 1.2, 2.0)[i % 4] for i in range(50)]
+    submits: list[float] = []
+
+    def short_sleep(route: Route) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        seconds = sleeps[len(submits)]
+        submits.append(seconds)
+        body = {"name": "sleep", "args": {"seconds": seconds}}
+        route.continue_(post_data=json.dumps(body))
+
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(urlsplit(request.url).path))
+    page.route(lambda url: urlsplit(url).path == "/tasks", short_sleep)
+    open_page(page)
+    before = set(
+        page.eval_on_selector_all("tr[data-task-id]", "rows => rows.map(r => r.dataset.taskId)")
+    )
+
+    # One submit after another on each of the three buttons (each is disabled while its
+    # request is out), as fast as the page takes them.
+    page.evaluate(
+        """async (n) => {
+            const buttons = [...document.querySelectorAll("button[data-type]")];
+            for (let i = 0; i < n; i += 1) {
+                const button = buttons[i % buttons.length];
+                while (button.disabled) await new Promise((resolve) => setTimeout(resolve, 5));
+                button.click();
+            }
+        }""",
+        len(sleeps),
+    )
+    rows = page.locator("tr[data-task-id]")
+    expect(rows).to_have_count(len(before) + len(sleeps), timeout=20 * MS)
+    assert len(submits) == len(sleeps)
+    ids = [
+        i for i in rows.evaluate_all("rows => rows.map(r => r.dataset.taskId)") if i not in before
+    ]
+    assert len(ids) == len(sleeps)
+
+    page.wait_for_function(
+        """ids => ids.every(
+            (id) => document.querySelector(`tr[data-task-id="${id}"]`).dataset.state === "SUCCESS"
+        )""",
+        arg=ids,
+        timeout=120 * MS,
+    )
+    # Every one of them ended, so the server ended the stream.
+    expect(page.get_by_test_id("tasks-body")).to_have_attribute("data-stream", "", timeout=10 * MS)
+    for task_id in ids:
+        row = page.locator(f'tr[data-task-id="{task_id}"]')
+        expect(row.locator('[data-field="result"]')).to_have_text("true")
+        expect(row.get_by_test_id("cancel")).to_be_disabled()
+
+    streams = [path for path in requested if path == "/events"]
+    assert 1 <= len(streams) <= 3, streams  # one, or a reopen when the burst paused
+    per_task = [path for path in requested if ONE_TASK_PATH.fullmatch(path)]
+    assert per_task == [], per_task
