@@ -282,6 +282,62 @@ def test_follows_by_polling_when_the_event_stream_fails(
     page_errors[:] = [e for e in page_errors if "net::ERR_FAILED" not in e]
 
 
+def test_the_stream_is_tried_again_and_then_replaces_polling(
+    page: Page, api: ApiClient, page_errors: list[str]
+) -> None:
+    def is_events(url: str) -> bool:
+        return urlsplit(url).path == "/events"
+
+    def fail(route: Route) -> None:
+        route.abort("failed")
+
+    page.route(is_events, fail)
+    task_id = api.submit("sleep", {"seconds": 40})
+    try:
+        api.wait_task(task_id, {"STARTED"}, timeout=15)
+        open_page(page)
+        row = page.locator(f'tr[data-task-id="{task_id}"]')
+        tasks = page.get_by_test_id("tasks-body")
+        expect(row).to_have_attribute("data-follow", "poll")
+        expect(tasks).to_have_attribute("data-stream", "failed")
+
+        polls: list[str] = []
+        page.on(
+            "request",
+            lambda request: (
+                polls.append(request.url)
+                if ONE_TASK_PATH.fullmatch(urlsplit(request.url).path)
+                else None
+            ),
+        )
+        page.unroute(is_events, fail)
+        # STREAM_RETRY_MS (15 s) after the failure, the stream is tried again, and works.
+        expect(tasks).to_have_attribute("data-stream", "open", timeout=20 * MS)
+        expect(row).to_have_attribute("data-follow", "stream")
+        assert polls, "the page did not poll while the stream was down"
+
+        # The progress moves on (a report a second) with no poll (one a second) any more.
+        selector = f'tr[data-task-id="{task_id}"] progress'
+        before = progress_value(page, task_id)
+        page.wait_for_function(
+            "([sel, v]) => document.querySelector(sel).value >= v + 1",
+            arg=[selector, before],
+            timeout=10 * MS,
+        )
+        polled = len(polls)
+        after = progress_value(page, task_id)
+        page.wait_for_function(
+            "([sel, v]) => document.querySelector(sel).value >= v + 2",
+            arg=[selector, after],
+            timeout=10 * MS,
+        )
+        assert len(polls) == polled, polls[polled:]
+    finally:
+        api.post(f"/tasks/{task_id}/cancel")
+    # Chromium logs each aborted stream request; nothing else may fail.
+    page_errors[:] = [e for e in page_errors if "net::ERR_FAILED" not in e]
+
+
 def test_api_key_is_asked_for_and_sent(browser: Browser, make_stack: Callable[..., Stack]) -> None:
     private = make_stack(api_key="s3cret-key")
     private.start_redis()
