@@ -35,6 +35,10 @@ WATCHER_BACKLOG = 256
 # How long the subscription stays open with no watcher (a page reloading comes straight back).
 IDLE_SECONDS = 5.0
 RECONNECT_SECONDS = 0.5
+# The scripts publish while the listening flag lives (contracts.records.EVENTS_LISTENING): set at
+# each subscription and renewed while it lasts, it outlives two missed renewals.
+LISTENING_RENEW_SECONDS = 10.0
+LISTENING_TTL_SECONDS = 35
 SUBSCRIBE_TIMEOUT_SECONDS = 2.0
 
 Change = tuple[str, int, dict[str, str]]  # task id, version, the record without its arguments
@@ -134,10 +138,15 @@ class Hub:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(records.EVENTS_CHANNEL)
+                await self._listening()
+                renewed = loop.time()
                 # Whatever was published before this subscription is gone for its watchers.
                 self._all_stale()
                 self._subscribed.set()
                 while True:
+                    if loop.time() - renewed > LISTENING_RENEW_SECONDS:
+                        await self._listening()
+                        renewed = loop.time()
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "message":
                         self._dispatch(message["data"])
@@ -161,6 +170,9 @@ class Hub:
             finally:
                 with contextlib.suppress(RedisError, OSError, RuntimeError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _listening(self) -> None:
+        await self.redis.set(records.EVENTS_LISTENING, 1, ex=LISTENING_TTL_SECONDS)
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -182,7 +182,8 @@ def test_idle_watchers_cost_redis_no_commands(make_stack: Callable[..., Stack]) 
         before = int(client.info("stats")["total_commands_processed"])
         time.sleep(3)  # the quiet being measured, not a wait for something
         during = int(client.info("stats")["total_commands_processed"]) - before
-        assert during <= 2, during  # the INFO calls themselves
+        # The INFO calls themselves, and at most one renewal of the listening flag (every 10 s).
+        assert during <= 3, during
         for task_id in waiting:
             api.post(f"/tasks/{task_id}/cancel")
         for watcher in watchers:

@@ -25,10 +25,11 @@ end
 -- and, while an API process listens, the record as it is now (without its arguments, which no
 -- view shows) is published on K.events with its version and the time (µs), in the same atomic
 -- step as the change, so a watcher that subscribed before reading the record misses nothing.
--- Nobody listening costs the version and one PUBSUB NUMSUB.
+-- Nobody listening costs the version and one EXISTS on the flag the listeners keep (PUBSUB
+-- NUMSUB cost the three scripts of a task 30 us more: docs/benchmarks.md, issue 18).
 local function changed(record, id)
   local version = redis.call('HINCRBY', record, F.version, 1)
-  if redis.call('PUBSUB', 'NUMSUB', K.events)[2] == 0 then return end
+  if redis.call('EXISTS', K.events_listening) == 0 then return end
   local fields, all = {}, redis.call('HGETALL', record)
   for i = 1, #all, 2 do
     if all[i] ~= F.args then fields[all[i]] = all[i + 1] end

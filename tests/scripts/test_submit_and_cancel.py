@@ -151,6 +151,7 @@ def test_each_change_is_published_with_the_record_and_its_version(r: redis.Redis
     listener = r.pubsub()  # type: ignore[no-untyped-call]
     listener.subscribe(records.EVENTS_CHANNEL)
     assert listener.get_message(timeout=5)["type"] == "subscribe"  # in effect from here
+    r.set(records.EVENTS_LISTENING, 1, ex=60)  # as the API's subscriber says it listens
     submit(r)
     cancel(r)
     published = []
