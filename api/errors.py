@@ -34,6 +34,7 @@ from api.exceptions import (
     TaskAlreadyEnded,
     TaskExpired,
     TaskNotFound,
+    TooManyStreams,
     Unauthorized,
     WorkflowAlreadyEnded,
     WorkflowExpired,
@@ -231,6 +232,13 @@ ANSWERS: dict[type[Exception] | int, Answer] = {
         rejection="backlog_full",
     ),
     # A failing deep readiness check refuses no client's work: not counted as a rejection.
+    TooManyStreams: Answer(
+        503,
+        "too_many_streams",
+        "this API process serves as many event streams as KUBETASKS_EVENTS_MAX_STREAMS allows",
+        _text,
+        (RETRY_AFTER,),
+    ),
     RedisUnavailable: Answer(
         503,
         "redis_unavailable",

@@ -90,6 +90,14 @@ class BacklogFull(Exception):
         self.queue, self.ready, self.limit = queue, ready, limit
 
 
+class TooManyStreams(Exception):
+    """This API process serves as many event streams as it may (KUBETASKS_EVENTS_MAX_STREAMS)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"this API process serves its limit of {limit} event streams")
+        self.limit = limit
+
+
 class Unauthorized(Exception):
     """An API key is configured and the request sends none."""
 

@@ -17,7 +17,16 @@ from api import errors
 from api.fastlane import FastLane
 from api.metrics import HttpMetrics
 from api.redis import connect
-from api.routes import catalogue, deadletters, health, queues, schedules, tasks, workflows
+from api.routes import (
+    catalogue,
+    deadletters,
+    events,
+    health,
+    queues,
+    schedules,
+    tasks,
+    workflows,
+)
 from api.store import TaskStore
 from contracts.settings import Settings, get_settings
 
@@ -36,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         yield
+        await app.state.store.events.close()
         await redis.aclose()
 
     app = FastAPI(
@@ -50,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks.router,
         schedules.router,
         workflows.router,
+        events.router,
         queues.router,
         deadletters.router,
         catalogue.router,

@@ -12,6 +12,7 @@ import orjson
 from redis.asyncio import Redis
 
 from api.catalogue import Catalogue
+from api.events import Hub
 from api.exceptions import (
     BacklogFull,
     DeadLetterNotFound,
@@ -100,6 +101,7 @@ class TaskStore:
         self.catalogue = Catalogue(redis, settings)
         self.schedules = ScheduleStore(redis)
         self.workflows = WorkflowStore(redis, settings)
+        self.events = Hub(redis, settings.events_max_streams)
 
     async def _call(self, script: Script, **named: Named) -> Any:
         keys, args = script.bind(**named)

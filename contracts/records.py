@@ -67,6 +67,11 @@ CATALOGUE_SEEN = "kt:catalogue:seen"
 SCHEDULES = "kt:schedules"
 SCHEDULE_RUNS = "kt:schedules:runs"
 SCHEDULER_LEASE = "kt:scheduler:lease"
+# Pub/sub channel of record changes (contracts/lua/_lib.lua `changed`, api/events.py).
+EVENTS_CHANNEL = "kt:events"
+# Set, with a TTL that outlives a missed refresh, while an API process listens on it: the scripts
+# publish only then (cheaper for them to read than PUBSUB NUMSUB).
+EVENTS_LISTENING = "kt:events:listening"
 # Every workflow id, score = submit time (ms); entries older than the tombstone TTL are dropped at
 # the next submit. Like kt:tasks, it tells an expired workflow (410) from an unknown one (404).
 WORKFLOWS_INDEX = "kt:workflows"
@@ -107,6 +112,8 @@ FIXED_KEYS = {
     "catalogue_started": CATALOGUE_STARTED,
     "catalogue_seen": CATALOGUE_SEEN,
     "workflows": WORKFLOWS_INDEX,
+    "events": EVENTS_CHANNEL,
+    "events_listening": EVENTS_LISTENING,
     "unacked": UNACKED,
     "unacked_index": UNACKED_INDEX,
 }
@@ -186,6 +193,8 @@ class Field:
     # Set (to the result's TTL, s) for a task a Celery producer queued itself: its end is also
     # written as Celery's own result, for the producer's AsyncResult (contracts/lua/adopt.lua).
     CELERY_RESULT = "celery_result"
+    # Goes up by one with every change a watcher can see (contracts/lua/_lib.lua `changed`).
+    VERSION = "version"
 
 
 class WorkflowField:

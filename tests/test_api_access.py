@@ -38,7 +38,7 @@ def _guarded_routes() -> list[tuple[str, str]]:
     ]
 
 
-def test_the_guarded_routes_are_every_task_workflow_schedule_queue_and_dead_letter_route() -> None:
+def test_every_route_that_shows_or_changes_work_is_guarded() -> None:
     assert set(_guarded_routes()) == {
         ("POST", "/tasks"), ("GET", "/tasks"), ("GET", f"/tasks/{TASK_ID}"),
         ("DELETE", f"/tasks/{TASK_ID}"), ("POST", f"/tasks/{TASK_ID}/cancel"),
@@ -48,7 +48,7 @@ def test_the_guarded_routes_are_every_task_workflow_schedule_queue_and_dead_lett
         ("PATCH", f"/schedules/{TASK_ID}"), ("DELETE", f"/schedules/{TASK_ID}"),
         ("POST", "/workflows"), ("GET", "/workflows"), ("GET", f"/workflows/{TASK_ID}"),
         ("GET", f"/workflows/{TASK_ID}/events"), ("POST", f"/workflows/{TASK_ID}/cancel"),
-        ("DELETE", f"/workflows/{TASK_ID}"),
+        ("DELETE", f"/workflows/{TASK_ID}"), ("GET", "/events"),
     }  # fmt: skip
 
 

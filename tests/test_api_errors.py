@@ -23,6 +23,7 @@ from api.exceptions import (
     TaskAlreadyEnded,
     TaskExpired,
     TaskNotFound,
+    TooManyStreams,
     Unauthorized,
     WorkflowAlreadyEnded,
     WorkflowExpired,
@@ -131,6 +132,7 @@ def test_every_row_of_the_error_table_is_answered_and_documented_as_it_says(
             "KUBETASKS_RETRY_AFTER_SECONDS": str(RETRY_AFTER_SECONDS),
             "KUBETASKS_RECORD_TTL_SECONDS": str(RECORD_TTL_SECONDS),
             "KUBETASKS_QUEUE_MAX_BACKLOG": '{"cpu": 0}',
+            "KUBETASKS_EVENTS_MAX_STREAMS": "1",
         },
     )
     redis = stack.start_redis()
@@ -189,6 +191,13 @@ def test_every_row_of_the_error_table_is_answered_and_documented_as_it_says(
         expect(ScheduleNotFound, "PATCH", "/schedules/{name}", "/schedules/none", json={})
         expect(ScheduleNotFound, "DELETE", "/schedules/{name}", "/schedules/none")
         expect(WorkflowNotFound, "GET", "/workflows/{workflow_id}", f"/workflows/{UNKNOWN_ID}")
+        waiting = api.submit("sleep", {"seconds": 0}, countdown=600)
+        with api.stream("GET", f"/tasks/{waiting}/events") as first:  # the one stream allowed
+            lines = first.iter_lines()  # kept: a dropped iterator closes the stream
+            assert next(lines).startswith("retry:")
+            expect(TooManyStreams, "GET", "/events", f"/events?ids={waiting}")
+            assert next(lines) == "" and next(lines).startswith("id: ")  # still streaming
+        api.post(f"/tasks/{waiting}/cancel")
         hourly = {"name": "hourly", "task": "sleep", "args": {"seconds": 0}, "cron": "0 * * * *"}
         assert api.post("/schedules", json=hourly).status_code == 201
         expect(ScheduleExists, "POST", "/schedules", "/schedules", json=hourly)

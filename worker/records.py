@@ -160,6 +160,7 @@ class WorkerRecords:
             self._call(
                 scripts.PROGRESS,
                 record=records.record_key(task_id),
+                id=task_id,
                 tag=tag,
                 progress=progress_json,
             )

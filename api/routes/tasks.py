@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import redis.exceptions
@@ -25,6 +26,7 @@ from api.exceptions import (
     TaskAlreadyEnded,
     TaskExpired,
     TaskNotFound,
+    TooManyStreams,
 )
 from api.schemas import (
     Cancelled,
@@ -38,7 +40,7 @@ from api.schemas import (
 from api.store import TaskStore
 from contracts import records
 from contracts.catalogue import SEED_TASK, SEED_TASK_TYPES, TaskSpec
-from contracts.records import State
+from contracts.records import TERMINAL_STATES, State
 
 # Every route here takes parameters (FastAPI would document its own 422 shape otherwise).
 router = APIRouter(
@@ -231,9 +233,42 @@ async def cancel_task(task_id: str, store: StoreDep) -> Cancelled:
 
 @router.get(
     "/{task_id}/events",
-    responses={**responses(*_MISSING), 200: {"content": {"text/event-stream": {}}}},
+    responses={
+        **responses(*_MISSING, TooManyStreams),
+        200: {"content": {"text/event-stream": {}}},
+    },
     summary="Server-Sent Events: the task view on every change, until it ends",
 )
 async def task_events(task_id: str, store: StoreDep) -> StreamingResponse:
-    first = await _view(store, task_id)  # 404/410 before streaming
-    return events.stream("task", first, lambda: _view(store, task_id), lambda v: v.state)
+    await _view(store, task_id)  # 404/410 before streaming
+    return await events.sse(store.events, follow_tasks(store, [task_id]))
+
+
+def follow_tasks(
+    store: TaskStore, ids: list[str] | None, state: str | None = None, name: str | None = None
+) -> AsyncIterator[bytes]:
+    """`task` events of `ids` until each ended, or of every task in `state` and of `name`."""
+    tracebacks = store.settings.show_tracebacks
+
+    async def read(task_id: str) -> dict[str, str] | None:
+        try:
+            return await store.get(task_id)
+        except (TaskNotFound, TaskExpired):
+            return None
+
+    def render(task_id: str, record: dict[str, str]) -> bytes:
+        return (
+            TaskView.from_record(task_id, record, tracebacks=tracebacks).model_dump_json().encode()
+        )
+
+    return events.follow(
+        store.events,
+        ids,
+        read=read,
+        render=render,
+        ended=lambda r: r[records.Field.STATE] in TERMINAL_STATES,
+        wanted=lambda r: (
+            (state is None or r[records.Field.STATE] == state)
+            and (name is None or r[records.Field.NAME] == name)
+        ),
+    )

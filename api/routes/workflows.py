@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 import redis.exceptions
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -15,6 +16,7 @@ from api.errors import responses
 from api.exceptions import (
     BacklogFull,
     BodyTooLarge,
+    TooManyStreams,
     WorkflowAlreadyEnded,
     WorkflowExpired,
     WorkflowNotFound,
@@ -29,7 +31,7 @@ from api.schemas import (
 )
 from api.store import TaskStore
 from api.workflows import check_input, plan
-from contracts.records import State
+from contracts.records import TERMINAL_STATES, State
 
 router = APIRouter(
     prefix="/workflows",
@@ -95,12 +97,27 @@ async def get_workflow(workflow_id: str, store: StoreDep) -> WorkflowView:
 
 @router.get(
     "/{workflow_id}/events",
-    responses={**responses(*_MISSING), 200: {"content": {"text/event-stream": {}}}},
-    summary="Server-Sent Events: the workflow view on every change, until it ends",
+    responses={
+        **responses(*_MISSING, TooManyStreams),
+        200: {"content": {"text/event-stream": {}}},
+    },
+    summary="Server-Sent Events: the workflow view on every change of a step, until it ends",
 )
 async def workflow_events(workflow_id: str, store: StoreDep) -> StreamingResponse:
     first = await _view(store, workflow_id)  # 404/410 before streaming
-    return events.stream("workflow", first, lambda: _view(store, workflow_id), lambda v: v.state)
+
+    async def read() -> bytes | None:
+        try:
+            return (await _view(store, workflow_id)).model_dump_json().encode()
+        except (WorkflowNotFound, WorkflowExpired):
+            return None
+
+    def ended(data: bytes) -> bool:
+        return orjson.loads(data)["state"] in TERMINAL_STATES
+
+    steps = [step.task_id for step in first.steps]
+    body = events.follow_view(store.events, steps, name="workflow", read=read, ended=ended)
+    return await events.sse(store.events, body)
 
 
 _CANCEL_RAISES = responses(*_MISSING, WorkflowAlreadyEnded)

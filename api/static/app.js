@@ -1,4 +1,5 @@
-// kubetasks page: submit, follow (Server-Sent Events over fetch, polling as fallback), cancel;
+// kubetasks page: submit, follow (one Server-Sent Events stream over fetch for every live task,
+// polling as fallback), cancel;
 // queues, schedules and workflows, polled.
 // No framework, no build step, nothing from outside this origin. Server data only ever reaches
 // the DOM through textContent and attributes, never as markup.
@@ -12,13 +13,14 @@
   const QUEUES_MS = 2000;
   const SCHEDULES_MS = 5000;
   // Workflows are polled, not streamed: one request keeps every listed one fresh and holds
-  // none of the connections that task streams need (MAX_STREAMS).
+  // no connection open (browsers open about six HTTP/1.1 connections per host).
   const WORKFLOWS_MS = 2000;
   const WORKFLOWS_LIMIT = 10;
   const STREAM_RETRY_MS = 15000;
-  // Browsers open about six HTTP/1.1 connections per host; each stream holds one open, so
-  // follow at most this many by streaming and poll the rest, leaving room for other requests.
-  const MAX_STREAMS = 3;
+  // How long the set of live rows must stay the same before the stream is reopened for it:
+  // a burst of submits opens one stream, not one each.
+  const STREAM_DEBOUNCE_MS = 250;
+  const MAX_STREAM_IDS = 200; // what GET /events?ids= takes; rows past it are polled
   const MAX_SSE_BUFFER = 8 * 1024 * 1024;
   const RESULT_CHARS = 400;
 
@@ -135,7 +137,7 @@
 
   // ---- Task rows ----------------------------------------------------------------------
 
-  /** id -> {id, tr, cells, bar, count, cancel, view, done, following, via, streamAfter} */
+  /** id -> {id, tr, cells, bar, count, cancel, view, done}, in the order the rows came */
   const rows = new Map();
 
   const shortId = (id) => id.slice(0, 8);
@@ -172,9 +174,7 @@
     cancel.setAttribute("aria-label", `Cancel task ${shortId(id)}`);
     cells.actions.append(cancel);
 
-    const row = { id, tr, cells, bar, count, cancel, view: null, done: false, following: false };
-    row.via = "";
-    row.streamAfter = 0;
+    const row = { id, tr, cells, bar, count, cancel, view: null, done: false };
     cancel.addEventListener("click", () => cancelTask(row));
     rows.set(id, row);
     if (where === "top") tasksBody.prepend(tr);
@@ -277,9 +277,20 @@
     finish(row);
   }
 
-  // ---- Following a task ---------------------------------------------------------------
+  // ---- Following the tasks: one event stream for every live row -----------------------
+  // GET /events?ids=... sends each listed task's view, then every change, and ends once every
+  // one ended. The page keeps one such stream covering every row that has not ended; it reopens
+  // it (aborting the old one) when a row appears that the stream does not cover, or when it
+  // ended. A row that ends needs no reopen: the server stops sending for it by itself. While
+  // the stream is down (a network error, a non-200 answer) the page polls each live row, and
+  // tries the stream again every STREAM_RETRY_MS.
 
-  let activeStreams = 0;
+  /** The stream open or being opened: {ids: Set, controller, healthy}, or null. */
+  let stream = null;
+  let streamFailed = false; // polling stands in for the stream until one answers 200
+  let streamRetryTimer = 0; // set while the stream failed and waits to be tried again
+  let syncTimer = 0;
+  let polling = false;
 
   /** Incremental parser of text/event-stream; calls onEvent(type, data) per dispatched event. */
   function sseParser(onEvent) {
@@ -311,34 +322,127 @@
     };
   }
 
-  /** Read the task's event stream until it ends; throws when it cannot be read. */
-  async function streamEvents(row) {
-    const controller = new AbortController();
-    const response = await send(`${taskPath(row.id)}/events`, {
+  /** The ids the stream should cover: every live row, up to what one stream takes. */
+  function streamIds() {
+    const ids = [];
+    for (const row of rows.values()) {
+      if (row.done) continue;
+      if (ids.length === MAX_STREAM_IDS) break;
+      ids.push(row.id);
+    }
+    return ids;
+  }
+
+  function setStreamState(state) {
+    tasksBody.dataset.stream = state;
+  }
+
+  /** Look at the live rows again soon; a burst of calls (submits) makes one look. */
+  function resync() {
+    clearTimeout(syncTimer);
+    syncTimer = setTimeout(sync, STREAM_DEBOUNCE_MS);
+  }
+
+  function sync() {
+    clearTimeout(syncTimer);
+    syncTimer = 0;
+    if (!streamRetryTimer) {
+      const ids = streamIds();
+      if (!stream || !ids.every((id) => stream.ids.has(id))) {
+        if (stream) stream.controller.abort();
+        stream = null;
+        setStreamState("");
+        if (ids.length) openStream(ids);
+      }
+    }
+    pollLoop();
+  }
+
+  function openStream(ids) {
+    const current = { ids: new Set(ids), controller: new AbortController(), healthy: false };
+    stream = current;
+    setStreamState("connecting");
+    readStream(current)
+      .then(
+        () => streamEnded(current),
+        (err) => streamBroke(current, err),
+      )
+      .catch((err) => showError("Could not follow the tasks", err));
+  }
+
+  /** Read the stream until it ends; throws when it cannot be opened or read. */
+  async function readStream(current) {
+    const query = [...current.ids].map(encodeURIComponent).join(",");
+    const response = await send(`/events?ids=${query}`, {
       accept: "text/event-stream",
-      signal: controller.signal,
+      signal: current.controller.signal,
     });
     if (!response.body || typeof TextDecoderStream === "undefined") {
-      controller.abort();
       throw new Error("this browser cannot read streamed responses");
     }
-    row.tr.dataset.follow = "stream";
+    current.healthy = true;
+    streamFailed = false;
+    setStreamState("open");
+    clearStatus("stream");
+    for (const id of current.ids) {
+      const row = rows.get(id);
+      if (row && !row.done) row.tr.dataset.follow = "stream";
+    }
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     const push = sseParser((type, data) => {
-      if (type !== "task") return;
+      if (type !== "task" || stream !== current) return;
       const view = JSON.parse(data);
-      if (view.task_id === row.id) applyView(view);
+      if (view && current.ids.has(view.task_id) && rows.has(view.task_id)) applyView(view);
     });
     try {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) return;
         push(value);
-        if (row.done) return;
       }
     } finally {
-      controller.abort();
+      current.controller.abort();
     }
+  }
+
+  /** The server ended the stream: every task it covered ended, or it did not know it. */
+  async function streamEnded(current) {
+    if (stream !== current) return; // replaced meanwhile
+    stream = null;
+    setStreamState("");
+    // Unknown tasks are left out of a stream: read those once (404 or 410 marks them gone).
+    const left = [...current.ids].map((id) => rows.get(id)).filter((row) => row && !row.done);
+    await Promise.all(left.map(pollOnce));
+    if (stream) return; // a newer stream covers whatever is still live
+    if (left.some((row) => !row.done)) {
+      streamBroke(null, new Error("the event stream ended before its tasks did"));
+    } else {
+      sync();
+    }
+  }
+
+  function streamBroke(current, err) {
+    if (stream !== current) return; // replaced (and aborted) meanwhile: no failure
+    stream = null;
+    streamFailed = true;
+    setStreamState("failed");
+    if (err instanceof ApiError) showError("Live updates failed, polling instead", err, "stream");
+    clearTimeout(streamRetryTimer);
+    streamRetryTimer = setTimeout(() => {
+      streamRetryTimer = 0;
+      sync();
+    }, STREAM_RETRY_MS);
+    pollLoop();
+  }
+
+  /** Open the stream again at once (with the API key just saved, say). */
+  function restartStream() {
+    clearTimeout(streamRetryTimer);
+    streamRetryTimer = 0;
+    if (stream) stream.controller.abort();
+    stream = null;
+    setStreamState("");
+    resync();
   }
 
   /** Read the task once; returns how long to wait before the next read. */
@@ -358,39 +462,28 @@
     }
   }
 
-  async function followLoop(row) {
-    while (!row.done) {
-      if (activeStreams < MAX_STREAMS && Date.now() >= row.streamAfter) {
-        activeStreams += 1;
-        try {
-          await streamEvents(row);
-        } catch (err) {
-          if (err.status === 404 || err.status === 410) {
-            markGone(row, err);
-            return;
-          }
-          if (err instanceof ApiError) showError(`Task ${shortId(row.id)}`, err, `task:${row.id}`);
-          row.streamAfter = Date.now() + STREAM_RETRY_MS; // poll for a while, then try again
-        } finally {
-          activeStreams -= 1;
-        }
-        if (row.done) return;
-      }
-      // The stream failed or closed before the end, or every stream slot is taken: poll.
-      const wait = await pollOnce(row);
-      if (row.done) return;
-      await delay(wait);
-    }
+  /** The live rows the stream does not stand for: all of them while it is down, else the
+   * ones past what one stream takes. */
+  function rowsToPoll() {
+    const streamed = streamFailed ? new Set() : new Set(streamIds());
+    return [...rows.values()].filter((row) => !row.done && !streamed.has(row.id));
   }
 
-  function follow(row) {
-    if (row.done || row.following) return;
-    row.following = true;
-    followLoop(row)
-      .catch((err) => showError(`Task ${shortId(row.id)}`, err))
-      .finally(() => {
-        row.following = false;
-      });
+  async function pollLoop() {
+    if (polling) return;
+    polling = true;
+    try {
+      for (;;) {
+        const due = rowsToPoll();
+        if (!due.length) return;
+        const waits = await Promise.all(due.map(pollOnce));
+        await delay(Math.max(POLL_MS, ...waits));
+      }
+    } catch (err) {
+      showError("Could not follow the tasks", err);
+    } finally {
+      polling = false;
+    }
   }
 
   // ---- Actions ------------------------------------------------------------------------
@@ -403,7 +496,7 @@
       const row = rows.get(submitted.task_id) || createRow(submitted.task_id, "top");
       if (!row.view) setState(row, submitted.state);
       setStatus(`Submitted task ${shortId(submitted.task_id)}.`);
-      follow(row);
+      resync();
     } catch (err) {
       showError("Could not submit the task", err);
     } finally {
@@ -420,21 +513,19 @@
       showError(`Could not cancel task ${shortId(row.id)}`, err);
       if (!row.done && err.status !== 409) row.cancel.disabled = false;
     }
-    if (!row.following) {
-      await pollOnce(row);
-      follow(row);
-    }
+    // A stream that answered brings the new state; else read it (the stream may be down,
+    // not open yet, or the task ended before and the cancel was refused).
+    if (!(stream && stream.healthy && stream.ids.has(row.id))) await pollOnce(row);
   }
 
   async function loadRecent() {
     try {
       const page = await getJson(`/tasks?limit=${RECENT_LIMIT}`);
       for (const view of page.items || []) {
-        // Rows already shown are kept: their followers have fresher data than this list.
+        // Rows already shown are kept: the stream has fresher data than this list.
         if (!rows.has(view.task_id)) applyView(view, "bottom");
-        const row = rows.get(view.task_id);
-        if (row) follow(row);
       }
+      resync();
       tasksBody.dataset.loaded = "true";
       clearStatus("recent");
     } catch (err) {
@@ -732,6 +823,7 @@
       return;
     }
     setStatus(key ? "API key saved." : "API key cleared.");
+    restartStream();
     loadRecent();
   });
 

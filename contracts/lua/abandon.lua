@@ -17,5 +17,6 @@ redis.call('HDEL', record, F.lease_until, F.call)
 redis.call('EXPIRE', record, ttl)
 local w = redis.call('HMGET', record, F.celery_result, F.workflow, F.step)
 celery_result(w[1], id, S.FAILURE, now, nil, error_type, error_message)
+changed(record, id)
 if w[2] then step_ended(w[2], w[3], S.FAILURE, nil, now, ttl) end
 return state

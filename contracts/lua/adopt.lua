@@ -17,6 +17,7 @@ if error_type ~= '' then
     F.error_message, error_message, F.celery_result, ttl)
   redis.call('EXPIRE', record, ttl)
   celery_result(ttl, id, S.FAILURE, now, nil, error_type, error_message)
+  changed(record, id)
   return 'refused'
 end
 create_record(record, id, name, queue, priority, args, now, due, S.PENDING, true)
@@ -27,4 +28,5 @@ else
   -- Where the producer's message was: next to be served.
   redis.call('RPUSH', list, message)
 end
+changed(record, id)
 return 'adopted'

@@ -13,4 +13,5 @@ redis.call('HDEL', record, F.finished_at, F.error_type, F.error_message, F.trace
   F.lease_until)
 redis.call('PERSIST', record)
 enqueue(id, list, message, 0)
+changed(record, id)
 return 'requeued'

@@ -25,5 +25,6 @@ else
 end
 redis.call('EXPIRE', record, ttl)
 celery_result(f[5], id, state, now, result, error_type, error_message)
+changed(record, id)
 if f[6] then step_ended(f[6], f[7], state, result, now, ttl) end
 return state

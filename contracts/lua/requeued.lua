@@ -7,4 +7,5 @@ if f[1] ~= S.STARTED or f[2] ~= tag then return f[1] or 'missing' end
 set_state(record, id, S.PENDING)
 redis.call('HDEL', record, F.lease_until)
 redis.call('HSET', record, F.queued_at, now)
+changed(record, id)
 return S.PENDING

@@ -53,6 +53,7 @@ for i = 1, #entries, 2 do
         set_state(record, id, S.PENDING)
         redis.call('HDEL', record, F.lease_until)
         redis.call('HSET', record, F.queued_at, now)
+        changed(record, id)
       end
     end
   end

@@ -10,4 +10,5 @@ redis.call('HSET', record, F.deliveries, 0, F.due_at, due, F.error_type, error_t
   F.error_message, error_message)
 redis.call('HDEL', record, F.lease_until)
 enqueue(id, list, message, due)
+changed(record, id)
 return S.RETRY

@@ -46,6 +46,7 @@ if deliveries > max_deliveries + 1 then
   redis.call('EXPIRE', record, dead_ttl)
   celery_result(redis.call('HGET', record, F.celery_result), id, S.FAILURE, now, nil,
     'DeadLettered', why)
+  changed(record, id)
   if f[9] then step_ended(f[9], f[10], S.FAILURE, nil, now, dead_ttl) end
   return {'deadletter', deliveries - 1}
 end
@@ -54,4 +55,5 @@ if state ~= S.STARTED then reindex(id, f[6], f[7], state, S.STARTED) end
 redis.call('HSET', record, F.state, S.STARTED, F.deliveries, deliveries, F.attempts, attempts,
   F.started_at, now, F.tag, tag, F.lease_until, lease_until, F.worker, worker, F.pid, pid,
   F.call, token)
+changed(record, id)
 return run(attempts)

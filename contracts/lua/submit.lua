@@ -31,4 +31,5 @@ if schedule ~= '' then
   redis.call('ZADD', schedule_index(schedule), now, id)
 end
 enqueue(id, list, message, due)
+changed(record, id)
 return {'created', id}

@@ -30,6 +30,7 @@ for i, step in ipairs(plan) do
   else
     redis.call('LPUSH', step.list, step.message)
   end
+  changed(record, step.id)
 end
 redis.call('ZADD', K.workflows, now, id)
 redis.call('ZREMRANGEBYSCORE', K.workflows, '-inf', now - tombstone_ms)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +36,8 @@ CHROMIUM_ARGS = [
 LOCAL_HOSTS = {"127.0.0.1"}
 XSS = '<img src=x onerror="window.__xss=1">'
 MS = 1000
+# What the page may request about one task: its record, or its own event stream.
+ONE_TASK_PATH = re.compile(r"/tasks/[^/]+(/events)?")
 
 
 @pytest.fixture(scope="module")
@@ -264,15 +268,72 @@ def test_page_loads_nothing_from_outside_this_host(page: Page) -> None:
 def test_follows_by_polling_when_the_event_stream_fails(
     page: Page, api: ApiClient, page_errors: list[str]
 ) -> None:
-    page.route("**/tasks/*/events", lambda route: route.abort("failed"))
+    page.route(lambda url: urlsplit(url).path == "/events", lambda route: route.abort("failed"))
     task_id = api.submit("sleep", {"seconds": 4})
     api.wait_task(task_id, {"STARTED"}, timeout=15)
 
     open_page(page)
     row = page.locator(f'tr[data-task-id="{task_id}"]')
     expect(row).to_have_attribute("data-follow", "poll")
+    expect(page.get_by_test_id("tasks-body")).to_have_attribute("data-stream", "failed")
     expect(row.locator('[data-field="state"]')).to_have_text("SUCCESS", timeout=15 * MS)
     expect(row).to_have_count(1)
+    # Chromium logs each aborted stream request; nothing else may fail.
+    page_errors[:] = [e for e in page_errors if "net::ERR_FAILED" not in e]
+
+
+def test_the_stream_is_tried_again_and_then_replaces_polling(
+    page: Page, api: ApiClient, page_errors: list[str]
+) -> None:
+    def is_events(url: str) -> bool:
+        return urlsplit(url).path == "/events"
+
+    def fail(route: Route) -> None:
+        route.abort("failed")
+
+    page.route(is_events, fail)
+    task_id = api.submit("sleep", {"seconds": 40})
+    try:
+        api.wait_task(task_id, {"STARTED"}, timeout=15)
+        open_page(page)
+        row = page.locator(f'tr[data-task-id="{task_id}"]')
+        tasks = page.get_by_test_id("tasks-body")
+        expect(row).to_have_attribute("data-follow", "poll")
+        expect(tasks).to_have_attribute("data-stream", "failed")
+
+        polls: list[str] = []
+        page.on(
+            "request",
+            lambda request: (
+                polls.append(request.url)
+                if ONE_TASK_PATH.fullmatch(urlsplit(request.url).path)
+                else None
+            ),
+        )
+        page.unroute(is_events, fail)
+        # STREAM_RETRY_MS (15 s) after the failure, the stream is tried again, and works.
+        expect(tasks).to_have_attribute("data-stream", "open", timeout=20 * MS)
+        expect(row).to_have_attribute("data-follow", "stream")
+        assert polls, "the page did not poll while the stream was down"
+
+        # The progress moves on (a report a second) with no poll (one a second) any more.
+        selector = f'tr[data-task-id="{task_id}"] progress'
+        before = progress_value(page, task_id)
+        page.wait_for_function(
+            "([sel, v]) => document.querySelector(sel).value >= v + 1",
+            arg=[selector, before],
+            timeout=10 * MS,
+        )
+        polled = len(polls)
+        after = progress_value(page, task_id)
+        page.wait_for_function(
+            "([sel, v]) => document.querySelector(sel).value >= v + 2",
+            arg=[selector, after],
+            timeout=10 * MS,
+        )
+        assert len(polls) == polled, polls[polled:]
+    finally:
+        api.post(f"/tasks/{task_id}/cancel")
     # Chromium logs each aborted stream request; nothing else may fail.
     page_errors[:] = [e for e in page_errors if "net::ERR_FAILED" not in e]
 
@@ -308,3 +369,69 @@ def test_api_key_is_asked_for_and_sent(browser: Browser, make_stack: Callable[..
         expect(status).not_to_have_attribute("data-kind", "error")
     finally:
         context.close()
+
+
+def test_fifty_tasks_are_followed_through_one_stream_without_polling(page: Page) -> None:
+    """50 tasks submitted from the page in a burst: all reach SUCCESS through one event stream
+    (GET /events?ids=...), with no request about any one task. The rows are the page's own:
+    it lists the tasks it loaded at start and the ones submitted from it. Its buttons submit
+    sleeps of 10 to 30 s, so each POST body is swapped for a sleep of 0.5 to 2 s here."""
+    sleeps = [(0.5, 0.8, 1.2, 2.0)[i % 4] for i in range(50)]
+    submits: list[float] = []
+
+    def short_sleep(route: Route) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        seconds = sleeps[len(submits)]
+        submits.append(seconds)
+        body = {"name": "sleep", "args": {"seconds": seconds}}
+        route.continue_(post_data=json.dumps(body))
+
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(urlsplit(request.url).path))
+    page.route(lambda url: urlsplit(url).path == "/tasks", short_sleep)
+    open_page(page)
+    before = set(
+        page.eval_on_selector_all("tr[data-task-id]", "rows => rows.map(r => r.dataset.taskId)")
+    )
+
+    # One submit after another on each of the three buttons (each is disabled while its
+    # request is out), as fast as the page takes them.
+    page.evaluate(
+        """async (n) => {
+            const buttons = [...document.querySelectorAll("button[data-type]")];
+            for (let i = 0; i < n; i += 1) {
+                const button = buttons[i % buttons.length];
+                while (button.disabled) await new Promise((resolve) => setTimeout(resolve, 5));
+                button.click();
+            }
+        }""",
+        len(sleeps),
+    )
+    rows = page.locator("tr[data-task-id]")
+    expect(rows).to_have_count(len(before) + len(sleeps), timeout=20 * MS)
+    assert len(submits) == len(sleeps)
+    ids = [
+        i for i in rows.evaluate_all("rows => rows.map(r => r.dataset.taskId)") if i not in before
+    ]
+    assert len(ids) == len(sleeps)
+
+    page.wait_for_function(
+        """ids => ids.every(
+            (id) => document.querySelector(`tr[data-task-id="${id}"]`).dataset.state === "SUCCESS"
+        )""",
+        arg=ids,
+        timeout=120 * MS,
+    )
+    # Every one of them ended, so the server ended the stream.
+    expect(page.get_by_test_id("tasks-body")).to_have_attribute("data-stream", "", timeout=10 * MS)
+    for task_id in ids:
+        row = page.locator(f'tr[data-task-id="{task_id}"]')
+        expect(row.locator('[data-field="result"]')).to_have_text("true")
+        expect(row.get_by_test_id("cancel")).to_be_disabled()
+
+    streams = [path for path in requested if path == "/events"]
+    assert 1 <= len(streams) <= 3, streams  # one, or a reopen when the burst paused
+    per_task = [path for path in requested if ONE_TASK_PATH.fullmatch(path)]
+    assert per_task == [], per_task

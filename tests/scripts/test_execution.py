@@ -142,7 +142,7 @@ def test_start_past_the_redelivery_cap_dead_letters_the_task(waiting: redis.Redi
 
 
 def test_progress_is_recorded_only_for_the_lease_holder(running: redis.Redis) -> None:
-    progress: dict[str, Named] = {"record": REC, "progress": '{"current":1}'}
+    progress: dict[str, Named] = {"record": REC, "id": TASK_ID, "progress": '{"current":1}'}
     assert run(running, scripts.PROGRESS, tag="tag-1", **progress) == "STARTED"
     assert running.hget(REC, "progress") == '{"current":1}'
     assert run(running, scripts.PROGRESS, tag="tag-2", **progress) == "superseded"

@@ -11,7 +11,7 @@ import redis
 from contracts import records, scripts
 from contracts.catalogue import PRIORITY_STEPS
 from contracts.records import State
-from tests.scripts.conftest import NOW, indexes, listed, message, run, tag_of
+from tests.scripts.conftest import NOW, TASK_ID, indexes, listed, message, run, tag_of
 from tests.scripts.test_execution import REC, finish, start
 from tests.scripts.test_queues import DEFAULT_LISTS, fetch
 from tests.scripts.test_submit_and_cancel import submit
@@ -59,7 +59,7 @@ def test_the_frozen_worker_that_comes_back_finds_its_task_taken(r: redis.Redis) 
     fetch(r)  # the new copy, now on any worker
     new_tag = f"{tag}.r{NOW + 50}"
     assert start(r, new_tag, token="call-2")[0] == "run"
-    progress = {"record": REC, "progress": "{}"}
+    progress = {"record": REC, "id": TASK_ID, "progress": "{}"}
     assert run(r, scripts.PROGRESS, tag=tag, **progress) == "superseded"
     assert finish(r, tag, result='"late"') == "STARTED"  # refused: not the holder
     assert finish(r, new_tag, result='"on time"') == "SUCCESS"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import redis
@@ -61,6 +63,7 @@ def test_submit_writes_the_record_its_listings_and_the_message(r: redis.Redis) -
         "attempts": "0",
         "retries": "0",
         "deliveries": "0",
+        "version": "1",
     }
     assert r.ttl(records.record_key(TASK_ID)) == -1  # a waiting task is never forgotten
     assert indexes(r) == listed(State.PENDING)
@@ -142,3 +145,23 @@ def test_cancel_tells_an_expired_task_from_one_never_submitted(r: redis.Redis) -
     assert cancel(r) == ["missing", ""]
     r.zadd(records.TASKS_INDEX, {TASK_ID: NOW})  # the tombstone a finished task leaves
     assert cancel(r) == ["expired", ""]
+
+
+def test_each_change_is_published_with_the_record_and_its_version(r: redis.Redis) -> None:
+    listener = r.pubsub()  # type: ignore[no-untyped-call]
+    listener.subscribe(records.EVENTS_CHANNEL)
+    assert listener.get_message(timeout=5)["type"] == "subscribe"  # in effect from here
+    r.set(records.EVENTS_LISTENING, 1, ex=60)  # as the API's subscriber says it listens
+    submit(r)
+    cancel(r)
+    published = []
+    while (message := listener.get_message(timeout=1)) is not None:
+        published.append(json.loads(message["data"]))
+    listener.close()
+    assert [(p["id"], p["version"], p["record"]["state"]) for p in published] == [
+        (TASK_ID, 1, "PENDING"),
+        (TASK_ID, 2, "REVOKED"),
+    ]
+    # What a view shows, and no more: the arguments (up to a megabyte) stay in Redis.
+    assert "args" not in published[0]["record"] and published[1]["record"]["version"] == "2"
+    assert abs(int(published[0]["at"]) / 1e6 - time.time()) < 60  # Redis's clock, in µs
