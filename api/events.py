@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -46,17 +47,32 @@ Change = tuple[str, int, dict[str, str]]  # task id, version, the record without
 
 @dataclass(eq=False)
 class Watcher:
+    """A stream's inbox. Kept small, as there may be 10,000 of them: a deque and one event
+    rather than a queue whose waits each take a task (docs/benchmarks.md, issue 18)."""
+
     ids: frozenset[str] | None  # None: every task
-    changes: asyncio.Queue[Change] = field(default_factory=lambda: asyncio.Queue(WATCHER_BACKLOG))
+    changes: deque[Change] = field(default_factory=deque)
     # Set when changes were lost to it (the subscription dropped, or it fell behind): it must
     # read its records again.
-    stale: asyncio.Event = field(default_factory=asyncio.Event)
+    stale: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offer(self, change: Change) -> None:
-        try:
-            self.changes.put_nowait(change)
-        except asyncio.QueueFull:
-            self.stale.set()
+        if len(self.changes) < WATCHER_BACKLOG:
+            self.changes.append(change)
+        else:
+            self.lost()
+        self.wake.set()
+
+    def lost(self) -> None:
+        self.stale = True
+        self.changes.clear()  # the re-read covers them
+        self.wake.set()
+
+    def fresh(self) -> None:
+        """About to read its records: what it was told so far is in them."""
+        self.stale = False
+        self.changes.clear()
 
 
 class Hub:
@@ -129,7 +145,7 @@ class Hub:
     def _all_stale(self) -> None:
         for watchers in (*self._by_id.values(), self._everything):
             for watcher in watchers:
-                watcher.stale.set()
+                watcher.lost()
 
     async def _listen(self) -> None:
         idle_since: float | None = None
@@ -205,21 +221,14 @@ STALE = "stale"
 
 async def _next(watcher: Watcher) -> Change | str | None:
     """The watcher's next change, STALE when it must re-read, None after KEEPALIVE_SECONDS."""
-    if watcher.stale.is_set():
-        return STALE
-    change = asyncio.ensure_future(watcher.changes.get())
-    stale = asyncio.ensure_future(watcher.stale.wait())
-    try:
-        done, _ = await asyncio.wait(
-            {change, stale}, timeout=KEEPALIVE_SECONDS, return_when=asyncio.FIRST_COMPLETED
-        )
-    finally:
-        for waiting in (change, stale):
-            if not waiting.done():
-                waiting.cancel()
-    if change in done:
-        return change.result()
-    return STALE if stale in done else None
+    if not watcher.stale and not watcher.changes:
+        watcher.wake.clear()
+        try:
+            async with asyncio.timeout(KEEPALIVE_SECONDS):
+                await watcher.wake.wait()
+        except TimeoutError:
+            return None
+    return STALE if watcher.stale else watcher.changes.popleft()
 
 
 async def follow_view(
@@ -236,9 +245,7 @@ async def follow_view(
         yield f"retry: {RETRY_MS}\n\n".encode()
         last = b""
         while True:
-            watcher.stale.clear()
-            while not watcher.changes.empty():  # one read covers every change so far
-                watcher.changes.get_nowait()
+            watcher.fresh()  # one read covers every change so far
             data = await read()
             if data is None:
                 return
@@ -279,7 +286,7 @@ async def follow(
         next_: Change | str | None = STALE  # the current views first
         while True:
             if next_ == STALE:
-                watcher.stale.clear()
+                watcher.fresh()
                 for task_id in sorted(open_ids):
                     record = await read(task_id)
                     if record is None:
