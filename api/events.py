@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 KEEPALIVE_SECONDS = 15.0
 RETRY_MS = 2000  # the reconnect delay a client is told (`retry:`)
+# Every stream's first line, sent once its watcher is registered.
+_RETRY_LINE = f"retry: {RETRY_MS}\n\n".encode()
 # Changes a watcher may have queued before it is told to re-read instead (a slow client).
 WATCHER_BACKLOG = 256
 # How long the subscription stays open with no watcher (a page reloading comes straight back).
@@ -86,10 +88,6 @@ class Hub:
         self._count = 0
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
-
-    @property
-    def streams(self) -> int:
-        return self._count
 
     async def admit(self) -> None:
         """Before a stream's answer starts: TooManyStreams at the cap, a Redis error when the
@@ -242,7 +240,7 @@ async def follow_view(
     """Events of a view made of several records (a workflow of its steps' `ids`): the view
     as `read` gives it (None: gone), again after each change of any of them, until `ended`."""
     async with hub.watch(ids) as watcher:
-        yield f"retry: {RETRY_MS}\n\n".encode()
+        yield _RETRY_LINE
         last = b""
         while True:
             watcher.fresh()  # one read covers every change so far
@@ -271,7 +269,7 @@ async def follow(
     of each first, then each change, in version order, until every one of `ids` has `ended`.
     Each event's id is `<task id>:<version>`; a client that reconnects gets the current views."""
     async with hub.watch(ids) as watcher:
-        yield f"retry: {RETRY_MS}\n\n".encode()
+        yield _RETRY_LINE
         seen: dict[str, int] = {}
         open_ids = set(ids or ())
 

@@ -67,6 +67,15 @@ class Collector(threading.Thread):
         return self.seen
 
 
+def watching(stack: Stack, task_ids: list[str], timeout: float) -> list[Collector]:
+    """A started stream per task, each past its first view."""
+    watchers = [Collector(stack.api_url, f"/tasks/{t}/events") for t in task_ids]
+    for watcher in watchers:
+        watcher.start()
+    wait_for(lambda: all(w.seen for w in watchers), timeout, "every stream's first view")
+    return watchers
+
+
 def versions(seen: list[Event]) -> list[int]:
     return [int(event_id.rsplit(":", 1)[1]) for event_id, _ in seen]
 
@@ -153,10 +162,7 @@ def test_the_stream_cap_answers_503_and_leaves_the_others_streaming(
     stack.start_api()
     with client_for(stack) as api:
         waiting = [api.submit("sleep", {"seconds": 0}, countdown=600) for _ in range(2)]
-        watchers = [Collector(stack.api_url, f"/tasks/{t}/events") for t in waiting]
-        for watcher in watchers:
-            watcher.start()
-        wait_for(lambda: all(w.seen for w in watchers), 10, "both streams' first views")
+        watchers = watching(stack, waiting, 10)
         refused = api.get(f"/tasks/{waiting[0]}/events")
         assert refused.status_code == 503 and refused.json()["error"] == "too_many_streams"
         assert refused.headers["Retry-After"]
@@ -175,10 +181,7 @@ def test_idle_watchers_cost_redis_no_commands(make_stack: Callable[..., Stack]) 
     client = redis.Redis.from_url(stack.redis_url)
     with client_for(stack) as api:
         waiting = [api.submit("sleep", {"seconds": 0}, countdown=600) for _ in range(50)]
-        watchers = [Collector(stack.api_url, f"/tasks/{t}/events") for t in waiting]
-        for watcher in watchers:
-            watcher.start()
-        wait_for(lambda: all(w.seen for w in watchers), 20, "every stream's first view")
+        watchers = watching(stack, waiting, 20)
         before = int(client.info("stats")["total_commands_processed"])
         time.sleep(3)  # the quiet being measured, not a wait for something
         during = int(client.info("stats")["total_commands_processed"]) - before

@@ -79,10 +79,15 @@ async def list_workflows(
     return WorkflowPage(items=await store.workflows.recent(limit))
 
 
-async def _view(store: TaskStore, workflow_id: str) -> WorkflowView:
+def _checked_id(workflow_id: str) -> str:
+    """An id no submit could have made is not looked up (nor echoed back whole)."""
     if len(workflow_id) > MAX_TASK_ID_LENGTH:
         raise WorkflowNotFound(workflow_id[:MAX_TASK_ID_LENGTH] + "...")
-    return await store.workflows.get(workflow_id)
+    return workflow_id
+
+
+async def _view(store: TaskStore, workflow_id: str) -> WorkflowView:
+    return await store.workflows.get(_checked_id(workflow_id))
 
 
 @router.get(
@@ -139,9 +144,7 @@ async def cancel_workflow(workflow_id: str, store: StoreDep) -> WorkflowCancelle
     """Its waiting steps never run; its running ones stop as a cancelled task does (at their
     next progress report, or within about a second). Cancelling one already revoked answers
     the same 200; one that succeeded or failed is a 409."""
-    if len(workflow_id) > MAX_TASK_ID_LENGTH:
-        raise WorkflowNotFound(workflow_id[:MAX_TASK_ID_LENGTH] + "...")
-    outcome, before = await store.workflows.cancel(workflow_id)
+    outcome, before = await store.workflows.cancel(_checked_id(workflow_id))
     if outcome == "terminal":
         raise WorkflowAlreadyEnded(workflow_id, before)
     return WorkflowCancelled(workflow_id=workflow_id, state=State.REVOKED, outcome="revoked")
