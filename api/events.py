@@ -14,15 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 
 import orjson
-from fastapi.responses import StreamingResponse
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from api.exceptions import TooManyStreams
 from contracts import records
@@ -33,6 +32,7 @@ KEEPALIVE_SECONDS = 15.0
 RETRY_MS = 2000  # the reconnect delay a client is told (`retry:`)
 # Every stream's first line, sent once its watcher is registered.
 _RETRY_LINE = f"retry: {RETRY_MS}\n\n".encode()
+KEEPALIVE = b": keep-alive\n\n"
 # Changes a watcher may have queued before it is told to re-read instead (a slow client).
 WATCHER_BACKLOG = 256
 # How long the subscription stays open with no watcher (a page reloading comes straight back).
@@ -44,37 +44,72 @@ LISTENING_RENEW_SECONDS = 10.0
 LISTENING_TTL_SECONDS = 35
 SUBSCRIBE_TIMEOUT_SECONDS = 2.0
 
-Change = tuple[str, int, dict[str, str]]  # task id, version, the record without its arguments
+
+class Change:
+    """One published change, handed to every watcher of its task."""
+
+    __slots__ = ("record", "task_id", "version", "view")
+
+    def __init__(self, task_id: str, version: int, record: dict[str, str]) -> None:
+        self.task_id = task_id
+        self.version = version
+        self.record = record  # without its arguments
+        # Its event's data, rendered by the first watcher that sends it for all the others:
+        # a change watched by 5 streams is rendered once, not 5 times.
+        self.view: bytes | None = None
 
 
-@dataclass(eq=False)
+STALE = "stale"  # what a watcher is told instead of a change when it must re-read
+
+
 class Watcher:
-    """A stream's inbox. Kept small, as there may be 10,000 of them: a deque and one event
-    rather than a queue whose waits each take a task (docs/benchmarks.md, issue 18)."""
+    """A stream's inbox. Kept small, as there may be 10,000 of them: a list, and a future only
+    while it waits, rather than a queue or an event (each holds a deque of 600 bytes;
+    docs/benchmarks.md, issue 18)."""
 
-    ids: frozenset[str] | None  # None: every task
-    changes: deque[Change] = field(default_factory=deque)
-    # Set when changes were lost to it (the subscription dropped, or it fell behind): it must
-    # read its records again.
-    stale: bool = False
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    __slots__ = ("_waiting", "changes", "ids", "stale")
+
+    def __init__(self, ids: frozenset[str] | None) -> None:
+        self.ids = ids  # None: every task
+        self.changes: list[Change] = []
+        # Set when changes were lost to it (the subscription dropped, or it fell behind): it
+        # must read its records again.
+        self.stale = False
+        self._waiting: asyncio.Future[None] | None = None
 
     def offer(self, change: Change) -> None:
         if len(self.changes) < WATCHER_BACKLOG:
             self.changes.append(change)
         else:
             self.lost()
-        self.wake.set()
+        self._wake()
 
     def lost(self) -> None:
         self.stale = True
         self.changes.clear()  # the re-read covers them
-        self.wake.set()
+        self._wake()
 
     def fresh(self) -> None:
         """About to read its records: what it was told so far is in them."""
         self.stale = False
         self.changes.clear()
+
+    def _wake(self) -> None:
+        if self._waiting is not None and not self._waiting.done():
+            self._waiting.set_result(None)
+
+    async def next(self) -> Change | str | None:
+        """The next change, STALE when it must re-read, None after KEEPALIVE_SECONDS."""
+        if not self.stale and not self.changes:
+            self._waiting = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(KEEPALIVE_SECONDS):
+                    await self._waiting
+            except TimeoutError:
+                return None
+            finally:
+                self._waiting = None
+        return STALE if self.stale else self.changes.pop(0)
 
 
 class Hub:
@@ -134,7 +169,7 @@ class Hub:
     def _dispatch(self, raw: bytes) -> None:
         change = orjson.loads(raw)
         task_id = change["id"]
-        item: Change = (task_id, int(change["version"]), change["record"])
+        item = Change(task_id, int(change["version"]), change["record"])
         for watcher in self._by_id.get(task_id, ()):
             watcher.offer(item)
         for watcher in self._everything:
@@ -205,28 +240,51 @@ def event(name: str, data: bytes, event_id: str | None = None) -> bytes:
     return f"{head}event: {name}\ndata: ".encode() + data + b"\n\n"
 
 
-async def sse(hub: Hub, body: AsyncIterator[bytes]) -> StreamingResponse:
-    await hub.admit()
-    return StreamingResponse(
-        body,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+class EventStream(Response):
+    """A `text/event-stream` answer from `body`, ended when the client leaves.
 
+    Starlette's StreamingResponse (under ASGI spec 2.3, which uvicorn serves) runs the body and
+    a disconnect listener in an anyio task group: two tasks and their cancel scopes, about 6 KiB
+    a stream. This runs the body in the request's own task and the listener as one more task,
+    which cancels the body when the client has gone (uvicorn drops what is sent after that, so
+    the body would run on)."""
 
-STALE = "stale"
+    media_type = "text/event-stream"
 
+    def __init__(self, body: AsyncGenerator[bytes]) -> None:
+        self.body_iterator = body
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-async def _next(watcher: Watcher) -> Change | str | None:
-    """The watcher's next change, STALE when it must re-read, None after KEEPALIVE_SECONDS."""
-    if not watcher.stale and not watcher.changes:
-        watcher.wake.clear()
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        streaming = asyncio.current_task()
+        assert streaming is not None
+
+        async def until_gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            streaming.cancel()
+
+        listener = asyncio.create_task(until_gone())
         try:
-            async with asyncio.timeout(KEEPALIVE_SECONDS):
-                await watcher.wake.wait()
-        except TimeoutError:
-            return None
-    return STALE if watcher.stale else watcher.changes.popleft()
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for chunk in self.body_iterator:
+                if chunk:  # the body's turns that had nothing to say
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not listener.done() or listener.cancelled():
+                raise  # cancelled from elsewhere (the server stopping)
+            streaming.uncancel()  # the client left: an ordinary end
+        finally:
+            listener.cancel()
+            await self.body_iterator.aclose()  # its watcher goes now, not when collected
+
+
+async def sse(hub: Hub, body: AsyncGenerator[bytes]) -> EventStream:
+    await hub.admit()
+    return EventStream(body)
 
 
 async def follow_view(
@@ -236,24 +294,27 @@ async def follow_view(
     name: str,
     read: Callable[[], Awaitable[bytes | None]],
     ended: Callable[[bytes], bool],
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes]:
     """Events of a view made of several records (a workflow of its steps' `ids`): the view
     as `read` gives it (None: gone), again after each change of any of them, until `ended`."""
     async with hub.watch(ids) as watcher:
         yield _RETRY_LINE
         last = b""
-        while True:
+        done = False
+
+        async def view() -> bytes:
+            nonlocal last, done
             watcher.fresh()  # one read covers every change so far
             data = await read()
-            if data is None:
-                return
-            if data != last:
-                yield event(name, data)
-                last = data
-            if ended(data):
-                return
-            if await _next(watcher) is None:
-                yield b": keep-alive\n\n"
+            done = data is None or ended(data)
+            if data is None or data == last:
+                return b""
+            last = data
+            return event(name, data)
+
+        yield await view()
+        while not done:
+            yield KEEPALIVE if await watcher.next() is None else await view()
 
 
 async def follow(
@@ -264,37 +325,48 @@ async def follow(
     render: Render,
     ended: Callable[[dict[str, str]], bool],
     wanted: Callable[[dict[str, str]], bool] = lambda _: True,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes]:
     """Events for `ids` (None: every task that `wanted` accepts, from now on): the current view
     of each first, then each change, in version order, until every one of `ids` has `ended`.
-    Each event's id is `<task id>:<version>`; a client that reconnects gets the current views."""
+    Each event's id is `<task id>:<version>`; a client that reconnects gets the current views.
+    `render` is the same for every stream of the process: a change is rendered once for all.
+    Nothing of an event is held while the watcher waits: 10,000 of them may wait at once."""
     async with hub.watch(ids) as watcher:
         yield _RETRY_LINE
         seen: dict[str, int] = {}
         open_ids = set(ids or ())
 
-        def send(task_id: str, version: int, record: dict[str, str]) -> bytes | None:
-            if version <= seen.get(task_id, -1) or not wanted(record):
-                return None
+        def send(change: Change) -> bytes:
+            task_id, version = change.task_id, change.version
+            if version <= seen.get(task_id, -1) or not wanted(change.record):
+                return b""
             seen[task_id] = version
-            if ended(record):
+            if ended(change.record):
                 open_ids.discard(task_id)
-            return event("task", render(task_id, record), f"{task_id}:{version}")
+            if change.view is None:
+                change.view = render(task_id, change.record)
+            return event("task", change.view, f"{task_id}:{version}")
 
-        next_: Change | str | None = STALE  # the current views first
-        while True:
+        async def views() -> bytes:
+            watcher.fresh()
+            sent = []
+            for task_id in sorted(open_ids):
+                record = await read(task_id)
+                if record is None:
+                    open_ids.discard(task_id)
+                else:
+                    version = int(record.get(records.Field.VERSION, 0))
+                    sent.append(send(Change(task_id, version, record)))
+            return b"".join(sent)
+
+        async def answer(next_: Change | str | None) -> bytes:
             if next_ == STALE:
-                watcher.fresh()
-                for task_id in sorted(open_ids):
-                    record = await read(task_id)
-                    if record is None:
-                        open_ids.discard(task_id)
-                    elif data := send(task_id, int(record.get(records.Field.VERSION, 0)), record):
-                        yield data
-            elif next_ is None:
-                yield b": keep-alive\n\n"
-            elif isinstance(next_, tuple) and (data := send(*next_)):
-                yield data
-            if ids is not None and not open_ids:
-                return
-            next_ = await _next(watcher)
+                return await views()
+            if next_ is None:
+                return KEEPALIVE
+            assert isinstance(next_, Change)
+            return send(next_)
+
+        yield await views()
+        while ids is None or open_ids:
+            yield await answer(await watcher.next())

@@ -172,6 +172,23 @@ def test_the_stream_cap_answers_503_and_leaves_the_others_streaming(
             assert watcher.finished(timeout=10)[-1][1]["state"] == "REVOKED"
 
 
+def test_a_client_that_leaves_gives_its_stream_back(make_stack: Callable[..., Stack]) -> None:
+    """The stream ends when its client goes, though nothing is sent to notice it by (the next
+    keep-alive is 15 s away): its place under the cap is free again at once."""
+    stack = make_stack(env={"KUBETASKS_EVENTS_MAX_STREAMS": "1"})
+    stack.start_redis()
+    stack.start_api()
+    with client_for(stack) as api, httpx.Client(base_url=stack.api_url) as client:
+        path = f"/tasks/{api.submit('sleep', {'seconds': 0}, countdown=600)}/events"
+
+        def admitted() -> bool:
+            with client.stream("GET", path, timeout=10) as response:
+                return response.status_code == 200
+
+        assert admitted()  # and gone, as the response closes
+        wait_for(admitted, 5, "the place of the stream whose client left")
+
+
 def test_idle_watchers_cost_redis_no_commands(make_stack: Callable[..., Stack]) -> None:
     """Fifty streams on waiting tasks: while nothing changes, the API sends Redis nothing (the
     streams polled the record twice a second each before)."""

@@ -7,7 +7,6 @@ from typing import Annotated
 import redis.exceptions
 from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import StreamingResponse
 
 from api import events
 from api.deps import AUTHORIZED_RAISES, Authorized, StoreDep
@@ -46,7 +45,7 @@ async def task_events(
     name: Annotated[
         str | None, Query(description="Without ids: every change of a task of this name.")
     ] = None,
-) -> StreamingResponse:
+) -> events.EventStream:
     """`task` events, each with the id `<task id>:<version>`: a client that reconnects (with
     Last-Event-ID, or without) gets the current views first. Keep-alive comments every 15 s."""
     if ids is None:

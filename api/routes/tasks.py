@@ -5,13 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 import redis.exceptions
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.types import Scope
 
@@ -239,14 +238,14 @@ async def cancel_task(task_id: str, store: StoreDep) -> Cancelled:
     },
     summary="Server-Sent Events: the task view on every change, until it ends",
 )
-async def task_events(task_id: str, store: StoreDep) -> StreamingResponse:
+async def task_events(task_id: str, store: StoreDep) -> events.EventStream:
     await _view(store, task_id)  # 404/410 before streaming
     return await events.sse(store.events, follow_tasks(store, [task_id]))
 
 
 def follow_tasks(
     store: TaskStore, ids: list[str] | None, state: str | None = None, name: str | None = None
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes]:
     """`task` events of `ids` until each ended, or of every task in `state` and of `name`."""
     tracebacks = store.settings.show_tracebacks
 

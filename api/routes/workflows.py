@@ -8,7 +8,6 @@ import orjson
 import redis.exceptions
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import StreamingResponse
 
 from api import events, metrics
 from api.deps import AUTHORIZED_RAISES, Authorized, StoreDep
@@ -108,7 +107,7 @@ async def get_workflow(workflow_id: str, store: StoreDep) -> WorkflowView:
     },
     summary="Server-Sent Events: the workflow view on every change of a step, until it ends",
 )
-async def workflow_events(workflow_id: str, store: StoreDep) -> StreamingResponse:
+async def workflow_events(workflow_id: str, store: StoreDep) -> events.EventStream:
     first = await _view(store, workflow_id)  # 404/410 before streaming
 
     async def read() -> bytes | None:
