@@ -99,17 +99,25 @@ def timed_gets_interleaved(
     return asyncio.run(_timed(targets, timeout))
 
 
-def get(port: int, path: str, timeout: float = 10) -> bytes:
-    async def once() -> bytes:
+def one(
+    port: int, method: str, path: str, body: bytes = b"", timeout: float = 10
+) -> tuple[int, bytes]:
+    """One request on a connection of its own: the status and the body."""
+
+    async def once() -> tuple[int, bytes]:
         reader, writer = await asyncio.open_connection(HOST, port)
         try:
-            status, body = await asyncio.wait_for(
-                _exchange(reader, writer, raw_request("GET", path)), timeout
+            return await asyncio.wait_for(
+                _exchange(reader, writer, raw_request(method, path, body)), timeout
             )
         finally:
             writer.close()
-        if status != 200:
-            raise RuntimeError(f"GET {path} answered {status}: {body[:300]!r}")
-        return body
 
     return asyncio.run(once())
+
+
+def get(port: int, path: str, timeout: float = 10) -> bytes:
+    status, body = one(port, "GET", path, timeout=timeout)
+    if status != 200:
+        raise RuntimeError(f"GET {path} answered {status}: {body[:300]!r}")
+    return body

@@ -14,7 +14,7 @@ KIB = 1024
 
 
 def targets(res: dict[str, Any]) -> list[tuple[str, str, bool]]:
-    """(target, measured figure, met) for every target of issue 6."""
+    """(target, measured figure, met) for every target of issues 6 and 18."""
     rows: list[tuple[str, str, bool]] = []
     paused = res["submit_paused"]
     rps, p99 = paused["rps"]["median"], paused["p99_ms"]["median"]
@@ -51,7 +51,34 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool]]:
     rows.append((f"/metrics scrape <= 10 ms, {queued:,} queued", f"{scrape:.2f} ms", scrape <= 10))
     rss = res["memory"]["api_idle"]["rss_mib"]
     rows.append(("API idle RSS <= 60 MiB", f"{rss:.1f} MiB", rss <= 60))
-    return rows
+    return rows + _live_targets(res["live"])
+
+
+def _live_targets(live: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """Issue 18's: streams pushed, not polled."""
+    idle, busy = live["idle"], live["busy"]
+    n, above = idle["watchers"], idle["rss_watching_mib"] - idle["rss_idle_mib"]
+    allowed = n * 15 / KIB  # 150 MiB for 10,000
+    polled = 2 * n  # what polling every 0.5 s cost Redis
+    delay = busy["delay_ms"]
+    return [
+        (
+            f"{n:,} idle event streams: API RSS <= {allowed:,.0f} MiB above idle",
+            f"{above:,.0f} MiB ({idle['kib_per_watcher']:.1f} KiB a stream)",
+            above <= allowed,
+        ),
+        (
+            f"{n:,} idle event streams: Redis commands/s <= 1 % of polling's {polled:,}",
+            f"{idle['redis_commands_per_s']:.2f}",
+            idle["redis_commands_per_s"] <= polled / 100,
+        ),
+        (
+            f"change to client, {busy['watchers']:,} streams, {busy['tasks']} changes/s: "
+            "p50 <= 5 ms, p99 <= 50 ms",
+            f"{delay['p50']:.1f} / {delay['p99']:.1f} ms",
+            delay["p50"] <= 5 and delay["p99"] <= 50,
+        ),
+    ]
 
 
 def _throughput_table(res: dict[str, Any]) -> list[str]:
@@ -131,6 +158,36 @@ def _growth_table(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _live_table(live: dict[str, Any]) -> list[str]:
+    idle, busy, pickup = live["idle"], live["busy"], live["pickup"]
+    backlog = pickup["backlog"]
+
+    def ms(s: dict[str, Any]) -> str:
+        return f"{s['p50']:.1f} / {s['p99']:.1f} / {s['max']:.1f}"
+
+    return [
+        "| live updates and pickup (one run) | figure |",
+        "| --- | --- |",
+        f"| {idle['watchers']:,} idle streams on {idle['tasks']:,} tasks: API RSS before / "
+        f"with them | {idle['rss_idle_mib']:.1f} / {idle['rss_watching_mib']:.1f} MiB "
+        f"({idle['kib_per_watcher']:.1f} KiB a stream) |",
+        f"| the same: opened in; Redis commands/s while idle | {idle['opened_s']:.1f} s; "
+        f"{idle['redis_commands_per_s']:.2f} |",
+        f"| {busy['watchers']:,} streams on {busy['tasks']} running tasks, each reporting every "
+        f"second: events received in {busy['seconds']:.0f} s | {busy['events']:,} "
+        f"({busy['events_per_s']:,.0f}/s; {busy['unmatched']} not matched to a publish) |",
+        f"| change (script's publish) to client, p50 / p99 / max ms | {ms(busy['delay_ms'])} |",
+        f"| pickup, idle worker (prefork 2), {pickup['idle']['count']} probes in turn: submit "
+        f"to STARTED p50 / p99 / max ms | {ms(pickup['idle'])} |",
+        f"| pickup of top-priority probes behind a backlog of {backlog['size']:,} (queued "
+        f"while probing: {backlog['queued_while_probing'][0]:,} then "
+        f"{backlog['queued_while_probing'][1]:,}), p50 / p99 / max ms "
+        f"| {ms(backlog['top_priority'])} |",
+        f"| pickup of a probe of the backlog's priority, queued behind it "
+        f"| {backlog['same_priority_ms'] / 1000:.1f} s |",
+    ]
+
+
 def _profile_lines(res: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     for key, label in (
@@ -172,7 +229,8 @@ def markdown(res: dict[str, Any], command: str) -> str:
     ]
     lines += [f"| {t} | {v} | {'met' if ok else '**missed**'} |" for t, v, ok in targets(res)]
     lines += ["", *_throughput_table(res), "", *_ceiling_table(res), "", *_memory_table(res)]
-    lines += ["", *_growth_table(res), *_profile_lines(res), ""]
+    lines += ["", *_growth_table(res), "", *_live_table(res["live"])]
+    lines += [*_profile_lines(res), ""]
     lines += [
         "![HTTP throughput](benchmarks/throughput.png)",
         "![drain and ceiling](benchmarks/drain.png)",

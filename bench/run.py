@@ -10,7 +10,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import baseline, client, drain, growth, memory, profile, wrk
+from bench import baseline, client, drain, growth, live, memory, profile, wrk
 from bench.config import SUBMIT_BODY, Config
 from bench.env import drop_queued, machine, make_stack, redis_client, stop
 from bench.stats import summary
@@ -135,6 +135,9 @@ def measure(stack: Stack, cfg: Config, results: dict[str, Any]) -> None:
                                published_at_ms=int(time.time() * 1000),
                                version=None)  # fmt: skip
     results["scrape"] = growth.scrape(stack, r, message, cfg)
+    log("live updates and pickup, on a fresh API process and an emptied Redis")
+    stop(stack, api)
+    results["live"] = live.measure(stack, r, live.QUICK if cfg.quick else live.Sizes())
     r.close()
 
 
