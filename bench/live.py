@@ -65,8 +65,8 @@ QUICK = Sizes(
 )
 
 
-def rss_mib(process: Process) -> float:
-    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
@@ -190,7 +190,7 @@ def idle_watchers(stack: Stack, api: Process, r: redis.Redis, sizes: Sizes) -> d
     later = {"name": "sleep", "args": {"seconds": 0}, "countdown": 3600}
     ids = [_submit(stack.api_port, later) for _ in range(sizes.idle_tasks)]
     time.sleep(2)  # the API settles after the submits (its catalogue refresh and all)
-    idle = rss_mib(api)
+    idle = rss_mib(api.pid)
     paths = [f"/tasks/{ids[n % len(ids)]}/events" for n in range(sizes.idle_watchers)]
 
     async def measure() -> dict[str, Any]:
@@ -201,7 +201,7 @@ def idle_watchers(stack: Stack, api: Process, r: redis.Redis, sizes: Sizes) -> d
         before = int(r.info("stats")["total_commands_processed"])
         await asyncio.sleep(sizes.quiet_seconds)
         commands = int(r.info("stats")["total_commands_processed"]) - before - 1  # the INFO
-        watching = rss_mib(api)
+        watching = rss_mib(api.pid)
         for stream in streams:
             stream.close()
         return {
@@ -301,7 +301,7 @@ def measure(stack: Stack, r: redis.Redis, sizes: Sizes) -> dict[str, Any]:
     """Every figure, on a fresh API process (so the RSS is the streams' own) and a Redis
     holding nothing else."""
     r.flushall()
-    api = stack.start_api()
+    api = stack.start_api(KUBETASKS_EVENTS_MAX_STREAMS=str(sizes.idle_watchers))
     results = {"idle": idle_watchers(stack, api, r, sizes)}
     threads = stack.start_worker(
         "live-threads", pool="threads", concurrency=sizes.changes_per_second

@@ -58,7 +58,7 @@ def _live_targets(live: dict[str, Any]) -> list[tuple[str, str, bool]]:
     """Issue 18's: streams pushed, not polled."""
     idle, busy = live["idle"], live["busy"]
     n, above = idle["watchers"], idle["rss_watching_mib"] - idle["rss_idle_mib"]
-    allowed = n * 15 / KIB  # 150 MiB for 10,000
+    allowed = n * 150 / 10_000  # 150 MiB for 10,000
     polled = 2 * n  # what polling every 0.5 s cost Redis
     delay = busy["delay_ms"]
     return [

@@ -48,8 +48,9 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
     retry_after_seconds: int = Field(default=2, ge=1)
     # Event streams (GET /events, /tasks/{id}/events, /workflows/{id}/events) one API process
-    # serves at once; more are answered 503 with Retry-After.
-    events_max_streams: int = Field(default=10_000, ge=1)
+    # serves at once; more are answered 503 with Retry-After. Each costs about 31 KiB of memory
+    # (docs/benchmarks.md): 4,000 take about 120 MiB, which fits the chart's 256 MiB limit.
+    events_max_streams: int = Field(default=4_000, ge=1)
     # Most steps one workflow may have (POST /workflows answers 422 above).
     workflow_max_steps: int = Field(default=500, ge=1, le=10_000)
     # Per-queue limit of waiting tasks past which submits get 429 (catalogue defaults).
