@@ -41,9 +41,10 @@ lint: venv
 # rest runs in two processes, a test file in one of them: most tests wait on real processes
 # (shutdowns, heartbeat ages, image builds) rather than use a core, and every stack has its own
 # Redis and free ports; two processes halve the suite's time on two cores.
+# The slowest tests are listed at the end, for whoever trims the suite's time next.
 test: lint $(CHART_TEST_DEPS)
 	$(BIN)/python -m pytest tests/scripts
-	$(BIN)/python -m pytest -n 2 --dist loadfile --ignore=tests/scripts
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15 --ignore=tests/scripts
 
 # 20,000 mixed tasks with workers killed and Redis restarted (SOAK_TASKS=... to change).
 soak: venv

@@ -272,6 +272,7 @@ class EventStream(Response):
             async for chunk in self.body_iterator:
                 if chunk:  # the body's turns that had nothing to say
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            listener.cancel()  # receive() answers a disconnect once the answer is complete
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not listener.done() or listener.cancelled():
