@@ -55,7 +55,7 @@ class Options:
         return httpx.Timeout(self.timeout, read=read)
 
 
-def options(
+def configure(
     url: str | None,
     api_key: str | None,
     *,
@@ -69,7 +69,7 @@ def options(
     if key:
         headers[API_KEY_HEADER] = key
     base = (url or os.environ.get(URL_VARIABLE) or DEFAULT_URL).rstrip("/")
-    policy = Retry() if retry is True else retry or None
+    policy = retry if isinstance(retry, Retry) else Retry() if retry else None
     http = {"base_url": base, "headers": headers, "timeout": timeout}
     return Options(http, timeout, policy, poll_interval)
 

@@ -68,7 +68,7 @@ class AsyncClient:
         retry: Retry | bool = False,
         poll_interval: float = 0.5,
     ) -> None:
-        self.options = calls.options(
+        self.options = calls.configure(
             url, api_key, timeout=timeout, retry=retry, poll_interval=poll_interval
         )
         self.http = httpx.AsyncClient(**self.options.http)
@@ -184,7 +184,7 @@ class AsyncClient:
         return await self.send(calls.catalogue())
 
     async def dead_letters(self, limit: int = 50) -> builtins.list[TaskView]:
-        return await self.send(calls.dead_letters(limit)).items
+        return (await self.send(calls.dead_letters(limit))).items
 
     async def requeue_dead_letter(self, task_id: str) -> AsyncTask:
         await self.send(calls.requeue_dead_letter(task_id))
@@ -202,13 +202,13 @@ class AsyncClient:
         return await self.send(calls.workflow(workflow_id))
 
     async def list_workflows(self, limit: int = 20) -> builtins.list[WorkflowView]:
-        return await self.send(calls.workflows(limit)).items
+        return (await self.send(calls.workflows(limit))).items
 
     async def cancel_workflow(self, workflow_id: str) -> WorkflowCancelled:
         return await self.send(calls.cancel_workflow(workflow_id))
 
     async def list_schedules(self) -> builtins.list[ScheduleView]:
-        return await self.send(calls.schedules()).items
+        return (await self.send(calls.schedules())).items
 
     async def get_schedule(self, name: str) -> ScheduleView:
         return await self.send(calls.schedule(name))

@@ -66,7 +66,7 @@ class Client:
         retry: Retry | bool = False,
         poll_interval: float = 0.5,
     ) -> None:
-        self.options = calls.options(
+        self.options = calls.configure(
             url, api_key, timeout=timeout, retry=retry, poll_interval=poll_interval
         )
         self.http = httpx.Client(**self.options.http)
