@@ -209,7 +209,7 @@ class ScheduleChanges(TypedDict, total=False):
     one of `cron` or `interval_seconds` needed when creating one."""
 
     task: str
-    args: Mapping[str, Any]
+    args: dict[str, Any]
     queue: str | None
     priority: int
     cron: str | None
