@@ -28,7 +28,6 @@ OnUpdate = Callable[[TaskView], object]
 @dataclass(frozen=True)
 class Event:
     name: str
-    id: str
     data: str
 
 
@@ -36,14 +35,14 @@ class EventParser:
     """Server-Sent Events from their lines (the WHATWG rules, as far as this API uses them)."""
 
     def __init__(self) -> None:
-        self._name, self._id = "message", ""
+        self._name = "message"
         self._data: list[str] = []
 
     def feed(self, line: str) -> Event | None:
         """The event a blank line completes; None for every other line."""
         if not line:
-            event = Event(self._name, self._id, "\n".join(self._data)) if self._data else None
-            self._name, self._id, self._data = "message", "", []
+            event = Event(self._name, "\n".join(self._data)) if self._data else None
+            self._name, self._data = "message", []
             return event
         name, _, value = line.partition(":")
         value = value.removeprefix(" ")
@@ -51,9 +50,8 @@ class EventParser:
             self._data.append(value)
         elif name == "event":
             self._name = value
-        elif name == "id":
-            self._id = value
-        # Left: comments (the keep-alives), `retry:` (this client polls instead of reconnecting).
+        # Left: comments (the keep-alives), `retry:` and `id:` (this client polls rather than
+        # reconnect, and each event carries the task's whole view).
         return None
 
 
