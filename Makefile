@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 # Installed editable beside the lock: the task SDK and the built-in tasks (workers find the
 # built-ins by entry point) and the API's Python client.
 EDITABLE := packages/kubetasks packages/kubetasks-builtins client
-# A new editable package makes a new stamp too, so an existing .venv gets it.
-STAMP := $(VENV)/.installed-$(shell (cat requirements/dev.txt; echo $(EDITABLE)) | sha256sum | cut -c1-12)
+# A change to the editable packages (one more, a new entry point) makes a new stamp, so an
+# existing .venv gets it.
+STAMP := $(VENV)/.installed-$(shell cat requirements/dev.txt $(addsuffix /pyproject.toml,$(EDITABLE)) | sha256sum | cut -c1-12)
 CHART_TEST_DEPS :=
 
 -include mk/*.mk
