@@ -3,7 +3,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements/dev.txt | sha256sum | cut -c1-12)
+# Installed editable beside the lock: the task SDK and the built-in tasks (workers find the
+# built-ins by entry point) and the API's Python client.
+EDITABLE := packages/kubetasks packages/kubetasks-builtins client
+# A change to the editable packages (one more, a new entry point) makes a new stamp, so an
+# existing .venv gets it.
+STAMP := $(VENV)/.installed-$(shell cat requirements/dev.txt $(addsuffix /pyproject.toml,$(EDITABLE)) | sha256sum | cut -c1-12)
 CHART_TEST_DEPS :=
 
 -include mk/*.mk
@@ -22,9 +27,7 @@ $(STAMP): requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
-	# The task SDK and the built-in tasks, editable: workers find the built-ins by entry point.
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation \
-	  -e packages/kubetasks -e packages/kubetasks-builtins
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation $(addprefix -e ,$(EDITABLE))
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
