@@ -564,7 +564,10 @@ def test_the_client_installs_and_imports_alone(tmp_path: Path) -> None:
             if line.startswith("Requires-Dist:")
         ]
         assert "kubetasks_client/py.typed" in archive.namelist()
-    assert sorted(requires) == ["httpx", "pydantic"]
+        entry_points = next(n for n in archive.namelist() if n.endswith("entry_points.txt"))
+        assert "kubetasks = kubetasks_client.cli:main" in archive.read(entry_points).decode()
+    # Click and Rich for the command line that comes with it (docs/cli.md).
+    assert sorted(requires) == ["click", "httpx", "pydantic", "rich"]
     # Imported from the wheel alone: nothing of the service comes along.
     code = (
         "import sys\n"
