@@ -138,6 +138,11 @@ def _optional_time(ms: str | None) -> datetime | None:
     return _time(ms) if ms else None
 
 
+class TaskArgs(BaseModel):
+    task_id: str
+    args: dict[str, Any] = Field(description="The arguments it was submitted with.")
+
+
 class TaskPage(BaseModel):
     items: list[TaskView]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next, older page.")
