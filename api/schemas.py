@@ -140,7 +140,10 @@ def _optional_time(ms: str | None) -> datetime | None:
 
 class TaskArgs(BaseModel):
     task_id: str
-    args: dict[str, Any] = Field(description="The arguments it was submitted with.")
+    args: dict[str, Any] | None = Field(
+        description="The arguments it was submitted with; null once it succeeded (the record of "
+        "a success keeps its result, not its arguments)."
+    )
 
 
 class TaskPage(BaseModel):

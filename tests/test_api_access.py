@@ -109,9 +109,14 @@ def test_the_catalogue_lists_every_task_as_the_catalogue_defines_it(api: ApiClie
 
 def test_a_tasks_arguments_are_read_apart_from_its_view(api: ApiClient) -> None:
     args = {"seconds": 0, "note": "kept"}
-    task_id = api.submit("sleep", args)
-    assert api.get(f"/tasks/{task_id}/args").json() == {"task_id": task_id, "args": args}
-    assert "args" not in api.task(task_id)  # polled and streamed: kept small
+    waiting = api.submit("sleep", args, countdown=600)
+    assert api.get(f"/tasks/{waiting}/args").json() == {"task_id": waiting, "args": args}
+    assert "args" not in api.task(waiting)  # polled and streamed: kept small
+    api.post(f"/tasks/{waiting}/cancel")
+    assert api.get(f"/tasks/{waiting}/args").json()["args"] == args
+    done = api.submit("sleep", args)
+    api.wait_task(done, {"SUCCESS"})
+    assert api.get(f"/tasks/{done}/args").json()["args"] is None  # a success keeps its result
     assert api.get(f"/tasks/{TASK_ID}/args").json()["error"] == "task_not_found"
 
 

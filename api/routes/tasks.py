@@ -221,9 +221,8 @@ async def read(store: TaskStore, task_id: str) -> Response:
     summary="Read a task's arguments",
 )
 async def get_task_args(task_id: str, store: StoreDep) -> Response:
-    record = await _record(store, task_id)
-    args = orjson.loads(record.get(records.Field.ARGS, "{}"))
-    return _json(TaskArgs(task_id=task_id, args=args))
+    args = (await _record(store, task_id)).get(records.Field.ARGS)
+    return _json(TaskArgs(task_id=task_id, args=orjson.loads(args) if args else None))
 
 
 _CANCEL_RAISES = responses(*_MISSING, TaskAlreadyEnded)
