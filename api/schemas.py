@@ -138,6 +138,14 @@ def _optional_time(ms: str | None) -> datetime | None:
     return _time(ms) if ms else None
 
 
+class TaskArgs(BaseModel):
+    task_id: str
+    args: dict[str, Any] | None = Field(
+        description="The arguments it was submitted with; null once it succeeded (the record of "
+        "a success keeps its result, not its arguments)."
+    )
+
+
 class TaskPage(BaseModel):
     items: list[TaskView]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next, older page.")

@@ -41,7 +41,8 @@ def _guarded_routes() -> list[tuple[str, str]]:
 def test_every_route_that_shows_or_changes_work_is_guarded() -> None:
     assert set(_guarded_routes()) == {
         ("POST", "/tasks"), ("GET", "/tasks"), ("GET", f"/tasks/{TASK_ID}"),
-        ("DELETE", f"/tasks/{TASK_ID}"), ("POST", f"/tasks/{TASK_ID}/cancel"),
+        ("GET", f"/tasks/{TASK_ID}/args"), ("DELETE", f"/tasks/{TASK_ID}"),
+        ("POST", f"/tasks/{TASK_ID}/cancel"),
         ("GET", f"/tasks/{TASK_ID}/events"), ("GET", "/queues"), ("GET", "/deadletters"),
         ("POST", f"/deadletters/{TASK_ID}/requeue"), ("DELETE", f"/deadletters/{TASK_ID}"),
         ("POST", "/schedules"), ("GET", "/schedules"), ("GET", f"/schedules/{TASK_ID}"),
@@ -104,3 +105,25 @@ def test_the_catalogue_lists_every_task_as_the_catalogue_defines_it(api: ApiClie
             "max_retries": spec.retry.max_retries if spec.retry else 0,
             "args_schema": spec.args_schema,
         }
+
+
+def test_a_tasks_arguments_are_read_apart_from_its_view(api: ApiClient) -> None:
+    args = {"seconds": 0, "note": "kept"}
+    waiting = api.submit("sleep", args, countdown=600)
+    assert api.get(f"/tasks/{waiting}/args").json() == {"task_id": waiting, "args": args}
+    assert "args" not in api.task(waiting)  # polled and streamed: kept small
+    api.post(f"/tasks/{waiting}/cancel")
+    assert api.get(f"/tasks/{waiting}/args").json()["args"] == args
+    done = api.submit("sleep", args)
+    api.wait_task(done, {"SUCCESS"})
+    assert api.get(f"/tasks/{done}/args").json()["args"] is None  # a success keeps its result
+    assert api.get(f"/tasks/{TASK_ID}/args").json()["error"] == "task_not_found"
+
+
+def test_the_page_alone_carries_a_content_security_policy(api: ApiClient) -> None:
+    policy = api.get("/").headers["content-security-policy"]
+    for directive in ("default-src 'none'", "script-src 'self'", "frame-ancestors 'none'"):
+        assert directive in policy
+    assert "unsafe-inline" not in policy
+    for path in ("/catalogue", "/queues", f"/tasks/{TASK_ID}"):
+        assert "content-security-policy" not in api.get(path).headers, path

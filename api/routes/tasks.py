@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from typing import Annotated, Any
 
+import orjson
 import redis.exceptions
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -32,6 +33,7 @@ from api.schemas import (
     SeedSubmit,
     SubmitBody,
     Submitted,
+    TaskArgs,
     TaskPage,
     TaskSubmit,
     TaskView,
@@ -182,10 +184,16 @@ async def list_tasks(
     )
 
 
-async def _view(store: TaskStore, task_id: str) -> TaskView:
+def _record(store: TaskStore, task_id: str) -> Awaitable[dict[str, str]]:
+    """The read of the task's record (a plain function: the status read is a hot path, and an
+    extra coroutine would cost it a frame)."""
     if len(task_id) > MAX_TASK_ID_LENGTH:
         raise TaskNotFound(task_id[:MAX_TASK_ID_LENGTH] + "...")
-    record = await store.get(task_id)
+    return store.get(task_id)
+
+
+async def _view(store: TaskStore, task_id: str) -> TaskView:
+    record = await _record(store, task_id)
     return TaskView.from_record(task_id, record, tracebacks=store.settings.show_tracebacks)
 
 
@@ -202,6 +210,19 @@ async def get_task(task_id: str, store: StoreDep) -> Response:
 async def read(store: TaskStore, task_id: str) -> Response:
     """The 200 answer with the task's view."""
     return _json(await _view(store, task_id))
+
+
+# Left out of the task view: an argument may be large (an image to thumbnail), and the view is
+# read on every poll, listed by the page and pushed on every change.
+@router.get(
+    "/{task_id}/args",
+    response_model=TaskArgs,
+    responses=responses(*_MISSING),
+    summary="Read a task's arguments",
+)
+async def get_task_args(task_id: str, store: StoreDep) -> Response:
+    args = (await _record(store, task_id)).get(records.Field.ARGS)
+    return _json(TaskArgs(task_id=task_id, args=orjson.loads(args) if args else None))
 
 
 _CANCEL_RAISES = responses(*_MISSING, TaskAlreadyEnded)
