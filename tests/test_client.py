@@ -189,6 +189,8 @@ def test_wait_times_out_with_the_last_view(client: Client) -> None:
         task.wait(timeout=1)
     assert 1 <= time.monotonic() - start < 5
     assert timed_out.value.last is not None and timed_out.value.last.state == State.PENDING
+    # Its arguments, which the view leaves out, until it succeeds.
+    assert client.args(task.id).args == {"seconds": 0}
     task.cancel()
 
 

@@ -24,6 +24,7 @@ from kubetasks_client.models import (
     ScheduleView,
     State,
     Submitted,
+    TaskArgs,
     TaskPage,
     TaskView,
     WorkflowCancelled,
@@ -140,6 +141,10 @@ def submit(
 
 def task(task_id: str) -> Call[TaskView]:
     return Call("GET", f"/tasks/{_segment(task_id)}", _model(TaskView))
+
+
+def task_args(task_id: str) -> Call[TaskArgs]:
+    return Call("GET", f"/tasks/{_segment(task_id)}/args", _model(TaskArgs))
 
 
 def events_path(task_id: str) -> str:

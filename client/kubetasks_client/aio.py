@@ -21,6 +21,7 @@ from kubetasks_client.models import (
     QueuesView,
     ScheduleView,
     State,
+    TaskArgs,
     TaskView,
     WorkflowCancelled,
     WorkflowSubmitted,
@@ -131,6 +132,10 @@ class AsyncClient:
 
     async def get(self, task_id: str) -> TaskView:
         return await self.send(calls.task(task_id))
+
+    async def args(self, task_id: str) -> TaskArgs:
+        """The arguments it was submitted with (not in its view); None once it succeeded."""
+        return await self.send(calls.task_args(task_id))
 
     async def wait(
         self, task_id: str, timeout: float | None = None, *, on_update: OnUpdate | None = None

@@ -21,6 +21,7 @@ from kubetasks_client.models import (
     QueuesView,
     ScheduleView,
     State,
+    TaskArgs,
     TaskView,
     WorkflowCancelled,
     WorkflowSubmitted,
@@ -127,6 +128,10 @@ class Client:
 
     def get(self, task_id: str) -> TaskView:
         return self.send(calls.task(task_id))
+
+    def args(self, task_id: str) -> TaskArgs:
+        """The arguments it was submitted with (not in its view); None once it succeeded."""
+        return self.send(calls.task_args(task_id))
 
     def wait(
         self, task_id: str, timeout: float | None = None, *, on_update: OnUpdate | None = None

@@ -73,6 +73,11 @@ class TaskView(BaseModel):
     task_result: Any = None
 
 
+class TaskArgs(BaseModel):
+    task_id: str
+    args: dict[str, Any] | None  # None once it succeeded: a success keeps its result only
+
+
 class TaskPage(BaseModel):
     items: list[TaskView]
     next_cursor: str | None
