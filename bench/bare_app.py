@@ -1,8 +1,9 @@
 """The ceiling without kubetasks: a minimal Celery app with a no-op task.
 
 Same broker (the run's Redis), JSON, and the reliability profile of `worker.app`: late
-acknowledgement, reject on a lost worker, prefetch 1. No result backend, no task records,
-no metrics, no events. `celery -A bench.bare_app worker` reads the broker from BENCH_BARE_BROKER.
+acknowledgement, reject on a lost worker, prefetch 1. No task records, no metrics, no events,
+and no result backend unless BENCH_BARE_BACKEND names one. `celery -A bench.bare_app worker`
+reads the broker from BENCH_BARE_BROKER.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ app.conf.update(
     task_serializer="json",
     result_serializer="json",
     accept_content=["json"],
-    result_backend=None,
-    task_ignore_result=True,
+    # A Redis result backend only where a bench asks for one (bench.redis_cost): the drains
+    # compare against Celery at its cheapest.
+    result_backend=os.environ.get("BENCH_BARE_BACKEND"),
+    task_ignore_result="BENCH_BARE_BACKEND" not in os.environ,
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,

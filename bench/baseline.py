@@ -19,13 +19,13 @@ from devstack.processes import Process, Stack, wait_until
 UNACKED = "unacked"
 
 
-def start_bare_worker(stack: Stack) -> Process:
+def start_bare_worker(stack: Stack, **env: str) -> Process:
     argv = [
         sys.executable, "-m", "celery", "-A", "bench.bare_app", "worker",
         "--loglevel", "INFO", "--hostname", "bare@%h", "--pool", "prefork",
         "--concurrency", "2", "--without-mingle", "--without-gossip",
     ]  # fmt: skip
-    env = stack.env(BENCH_BARE_BROKER=stack.redis_url)
+    env = stack.env(BENCH_BARE_BROKER=stack.redis_url, **env)
     process = launch(stack, "bare-worker", argv, env)
     wait_log(process, r"bare@\S+ ready\.", 60)
     return process
@@ -41,7 +41,7 @@ def _delay_loop(n: int) -> float:
     return time.perf_counter() - start
 
 
-def _bare_pending(r: redis.Redis) -> int:
+def pending(r: redis.Redis) -> int:
     from bench.bare_app import QUEUE
 
     pipe = r.pipeline(transaction=False)
@@ -78,14 +78,14 @@ def submit_rate(r: redis.Redis, cfg: Config) -> dict[str, Any]:
 def warm_up(r: redis.Redis) -> None:
     """Pool processes import, connections open."""
     _delay_loop(50)
-    wait_until(lambda: _bare_pending(r) == 0, 60, "the bare warm-up to drain")
+    wait_until(lambda: pending(r) == 0, 60, "the bare warm-up to drain")
 
 
 def drain_once(r: redis.Redis, n: int) -> float:
     """Tasks/s for n `delay()` calls until the bare worker has acknowledged them all."""
     start = time.perf_counter()
     _delay_loop(n)
-    wait_until(lambda: _bare_pending(r) == 0, 300, "the bare Celery drain", 0.02)
+    wait_until(lambda: pending(r) == 0, 300, "the bare Celery drain", 0.02)
     return n / (time.perf_counter() - start)
 
 
