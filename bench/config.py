@@ -23,6 +23,7 @@ class Config:
     latency_requests: int = 500  # sequential GETs per repetition in the growth phase
     scrape_requests: int = 50
     redis_benchmark_requests: int = 200_000
+    redis_cost_tasks: int = 3_000  # per round, 3 rounds each (bench.redis_cost)
     time_limit_seconds: int = 1_800  # the whole run; a watchdog stops it past this
     profile: bool = False
     profile_seconds: int = 10
@@ -42,6 +43,7 @@ class Config:
             latency_requests=200,
             scrape_requests=20,
             redis_benchmark_requests=50_000,
+            redis_cost_tasks=1_000,
             time_limit_seconds=600,
             **kw,  # type: ignore[arg-type]
         )

@@ -4,7 +4,9 @@ against bare Celery with a Redis result backend (`delay()`, the run, one `AsyncR
 on one Redis, rounds alternating; the tasks a second one Redis core would sustain for each; and
 the commands that cost ours the most (`INFO commandstats`).
 
-    python -m bench.redis_cost [--tasks 3000] [--rounds 3]
+    python -m bench.redis_cost [--tasks 3000] [--rounds 3] [--json]
+
+`python -m bench` runs it too, in a process of its own.
 
 Both workers (prefork 2) are up throughout, each idle while the other drains, as in the drains
 of `python -m bench`: what they cost Redis while idle is in both figures.
@@ -13,8 +15,11 @@ of `python -m bench`: what they cost Redis while idle is in both figures.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +31,7 @@ from bench import baseline, client
 from bench.config import SUBMIT_BODY
 from bench.env import make_stack, redis_client, stop
 from contracts.records import State, state_index
-from devstack.processes import Stack, wait_until
+from devstack.processes import ROOT, Stack, wait_until
 
 SUCCEEDED = state_index(State.SUCCESS)
 
@@ -129,11 +134,8 @@ def report(res: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=3000)
-    parser.add_argument("--rounds", type=int, default=3)
-    options = parser.parse_args()
+def run(tasks: int, rounds: int) -> dict[str, Any]:
+    """Every figure, on a throwaway stack of its own."""
     with tempfile.TemporaryDirectory() as workdir:
         stack = make_stack(Path(workdir))
         try:
@@ -141,13 +143,37 @@ def main() -> None:
             os.environ["BENCH_BARE_BACKEND"] = stack.redis_url  # before bench.bare_app loads
             r = redis_client(stack)
             stack.start_api()
-            began = time.monotonic()
-            res = measure(stack, r, options.tasks, options.rounds)
-            print(report(res))
-            print(f"\n{options.rounds} rounds of {options.tasks:,} tasks each, "
-                  f"{time.monotonic() - began:.0f} s")  # fmt: skip
+            return measure(stack, r, tasks, rounds)
         finally:
             stack.stop_all(timeout=15)
+
+
+def in_subprocess(tasks: int, rounds: int) -> dict[str, Any]:
+    """`run` in a process of its own (`python -m bench` has loaded bench.bare_app without a
+    result backend)."""
+    argv = [sys.executable, "-m", "bench.redis_cost", "--tasks", str(tasks),
+            "--rounds", str(rounds), "--json"]  # fmt: skip
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    if done.returncode:
+        raise RuntimeError(f"bench.redis_cost failed:\n{done.stderr[-3000:]}")
+    figures: dict[str, Any] = json.loads(done.stdout)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="the figures as JSON, no table")
+    options = parser.parse_args()
+    began = time.monotonic()
+    res = run(options.tasks, options.rounds)
+    if options.json:
+        print(json.dumps(res))
+        return
+    print(report(res))
+    print(f"\n{options.rounds} rounds of {options.tasks:,} tasks each, "
+          f"{time.monotonic() - began:.0f} s")  # fmt: skip
 
 
 if __name__ == "__main__":

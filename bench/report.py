@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench import redis_cost
 from bench.stats import fmt
 
 BEGIN = "<!-- bench:results:begin (written by python -m bench) -->"
@@ -14,7 +15,7 @@ KIB = 1024
 
 
 def targets(res: dict[str, Any]) -> list[tuple[str, str, bool]]:
-    """(target, measured figure, met) for every target of issues 6 and 18."""
+    """(target, measured figure, met) for every target of issues 6, 15 and 18."""
     rows: list[tuple[str, str, bool]] = []
     paused = res["submit_paused"]
     rps, p99 = paused["rps"]["median"], paused["p99_ms"]["median"]
@@ -51,6 +52,15 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool]]:
     rows.append((f"/metrics scrape <= 10 ms, {queued:,} queued", f"{scrape:.2f} ms", scrape <= 10))
     rss = res["memory"]["api_idle"]["rss_mib"]
     rows.append(("API idle RSS <= 60 MiB", f"{rss:.1f} MiB", rss <= 60))
+    ours = redis_cost.median(res["redis_cost"]["ours"], "cpu_us")
+    bare = redis_cost.median(res["redis_cost"]["bare"], "cpu_us")
+    rows.append(
+        (
+            "Redis CPU per task <= 1.5x bare Celery's (with a result backend)",
+            f"{ours:,.0f} / {bare:,.0f} us = {ours / bare:.2f}x",
+            ours <= 1.5 * bare,
+        )
+    )
     return rows + _live_targets(res["live"])
 
 
@@ -230,6 +240,7 @@ def markdown(res: dict[str, Any], command: str) -> str:
     lines += [f"| {t} | {v} | {'met' if ok else '**missed**'} |" for t, v, ok in targets(res)]
     lines += ["", *_throughput_table(res), "", *_ceiling_table(res), "", *_memory_table(res)]
     lines += ["", *_growth_table(res), "", *_live_table(res["live"])]
+    lines += ["", redis_cost.report(res["redis_cost"])]
     lines += [*_profile_lines(res), ""]
     lines += [
         "![HTTP throughput](benchmarks/throughput.png)",

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import baseline, client, drain, growth, live, memory, profile, wrk
+from bench import baseline, client, drain, growth, live, memory, profile, redis_cost, wrk
 from bench.config import SUBMIT_BODY, Config
 from bench.env import drop_queued, machine, make_stack, redis_client, stop
 from bench.stats import summary
@@ -139,6 +139,8 @@ def measure(stack: Stack, cfg: Config, results: dict[str, Any]) -> None:
     stop(stack, api)
     results["live"] = live.measure(stack, r, live.QUICK if cfg.quick else live.Sizes())
     r.close()
+    log("what a task costs Redis, ours against bare Celery with a result backend (own stack)")
+    results["redis_cost"] = redis_cost.in_subprocess(cfg.redis_cost_tasks, rounds=3)
 
 
 def _profile_wrk(stack: Stack, cfg: Config, api: Process, url: str, script: str) -> dict[str, Any]:
