@@ -135,7 +135,10 @@ class Hub:
         if self._listener is None:
             self._listener = asyncio.create_task(self._listen())
         try:
-            await asyncio.wait_for(self._subscribed.wait(), SUBSCRIBE_TIMEOUT_SECONDS)
+            # Not wait_for: in Python 3.11 it swallows a cancel that comes as the event is set,
+            # and a stream whose client left would then go on (EventStream checks for that too).
+            async with asyncio.timeout(SUBSCRIBE_TIMEOUT_SECONDS):
+                await self._subscribed.wait()
         except TimeoutError:
             raise RedisConnectionError("could not subscribe to record changes") from None
 
@@ -270,6 +273,9 @@ class EventStream(Response):
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async for chunk in self.body_iterator:
+                if listener.done():  # gone, and its cancel lost in some await on the way,
+                    await asyncio.sleep(0)  # or not delivered yet: then it comes here, in the try
+                    break
                 if chunk:  # the body's turns that had nothing to say
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             listener.cancel()  # receive() answers a disconnect once the answer is complete
